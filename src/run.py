@@ -1,0 +1,44 @@
+"""The main job. From the repository root:
+
+    python src/run.py                                  # SmolLM2, PruneNet, ratio 0.3
+    python src/run.py model=phi2 ratio=0.3
+    python src/run.py -m ratio=0.1,0.2,0.3 method=prunenet,prunenet_reference
+
+Each run writes metrics.json (and policy / pruned_model) into its folder under results/runs/.
+"""
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from yopo.config import register_resolvers
+from yopo.errors import YopoError
+from yopo.pipeline import METRICS_FILE, run, summary
+
+register_resolvers()
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base=None)
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.skip_existing and (run_dir / METRICS_FILE).exists():
+        print(f"skipping {run_dir}: complete ({METRICS_FILE} exists); skip_existing=false redoes it")
+        return
+    try:
+        metrics = run(cfg, run_dir)
+    except YopoError as err:
+        # Nothing of ours was written yet, or only complete artefacts: drop Hydra's bookkeeping
+        # so the failed attempt leaves no run folder that looks like a result.
+        if not any(p.name not in (".hydra", "run.log") for p in run_dir.iterdir()):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(summary(metrics))
+    print(f"results in {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The one place that knows how a model family names its FFN modules.
+
+Method code never says `gate_proj` or `fc1`: it asks an adapter for each layer's FFN as an
+`FFNBlock` (the linears that read the residual stream, the linear that writes back, and the
+norm in front of them) and hands kept neuron indices back to `slice_ffn`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class FFNBlock:
+    """One transformer layer's FFN.
+
+    ffn_in: linears whose *rows* are FFN neurons, weight [m, d] (gate and up for LLaMA-style,
+            fc1 for Phi/OPT). ffn_in[0] is the "FFN1" matrix PruneNet scores.
+    ffn_out: the linear whose *columns* are FFN neurons, weight [d, m].
+    norm_weight: the norm scale applied to the FFN input, [d], or None.
+    """
+
+    ffn_in: list[nn.Linear]
+    ffn_out: nn.Linear
+    norm_weight: torch.Tensor | None
+
+    @property
+    def ffn1(self) -> torch.Tensor:
+        """The FFN1 weight [m, d] (a view, not a copy)."""
+        return self.ffn_in[0].weight
+
+    @property
+    def width(self) -> int:
+        return self.ffn_out.weight.shape[1]
+
+
+def _sliced_linear(old: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
+    """A new contiguous nn.Linear keeping `index` along weight dim `dim` (0 = rows, 1 = columns)."""
+    weight = old.weight.data.index_select(dim, index.to(old.weight.device)).contiguous()
+    out_features, in_features = weight.shape
+    new = nn.Linear(in_features, out_features, bias=old.bias is not None,
+                    device=weight.device, dtype=weight.dtype)
+    new.weight.data.copy_(weight)
+    if old.bias is not None:
+        # FFN_in biases follow their rows; FFN_out's bias lives in the hidden space and stays whole.
+        bias = old.bias.data.index_select(0, index.to(old.bias.device)) if dim == 0 else old.bias.data
+        new.bias.data.copy_(bias)
+    return new
+
+
+class FFNAdapter:
+    """Base class of the model-family adapters (one file per family under yopo/adapters/)."""
+
+    #: transformers `config.model_type` values this adapter handles.
+    model_types: tuple[str, ...] = ()
+    #: the config attribute that holds the FFN width.
+    width_key: str = "intermediate_size"
+
+    def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
+        raise NotImplementedError
+
+    def ffn_block(self, layer: nn.Module) -> FFNBlock:
+        raise NotImplementedError
+
+    def _set_ffn(self, layer: nn.Module, ffn_in: list[nn.Linear], ffn_out: nn.Linear) -> None:
+        """Put sliced linears back in place of the layer's originals (same order as ffn_block)."""
+        raise NotImplementedError
+
+    # ---- shared logic -------------------------------------------------------------------------
+    def blocks(self, model: nn.Module) -> list[FFNBlock]:
+        return [self.ffn_block(layer) for layer in self.decoder_layers(model)]
+
+    def hidden_size(self, model: nn.Module) -> int:
+        return self.blocks(model)[0].ffn1.shape[1]
+
+    def ffn_width(self, model: nn.Module) -> int:
+        return int(getattr(model.config, self.width_key))
+
+    def slice_ffn(self, model: nn.Module, keep: list[torch.Tensor]) -> None:
+        """Keep only neurons `keep[i]` (sorted LongTensor [k]) of layer i, in place.
+
+        Every layer must keep the same number k: transformers configs hold a single FFN width,
+        so a uniform width is what makes the result reload as a standard checkpoint.
+        """
+        layers = self.decoder_layers(model)
+        if len(keep) != len(layers):
+            raise ValueError(f"got {len(keep)} keep-index tensors for {len(layers)} layers")
+        widths = {int(k.numel()) for k in keep}
+        if len(widths) != 1:
+            raise ValueError(f"per-layer FFN widths {sorted(widths)} cannot be saved as a "
+                             "standard checkpoint; keep the same number of neurons in every layer")
+        for layer, index in zip(layers, keep):
+            index = torch.sort(index.long()).values
+            block = self.ffn_block(layer)
+            self._set_ffn(layer,
+                          [_sliced_linear(lin, index, dim=0) for lin in block.ffn_in],
+                          _sliced_linear(block.ffn_out, index, dim=1))
+        setattr(model.config, self.width_key, widths.pop())

@@ -1,0 +1,108 @@
+"""One run: load -> prune -> save -> evaluate -> record. `src/run.py` is its Hydra front end."""
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .adapters import get_adapter
+from .config import REPO_ROOT
+from .io import atomic_dir, write_json
+from .methods.base import PruneContext, check_ratio
+from .models import count_parameters, load_model
+
+METRICS_FILE = "metrics.json"
+MODEL_DIR = "pruned_model"
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def git_commit() -> str | None:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version()}
+    for pkg in ("yopo", "torch", "transformers", "lm_eval", "hydra-core", "wandb"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return versions
+
+
+def save_checkpoint(model, tokenizer, folder: Path) -> None:
+    """A standard transformers checkpoint: AutoModelForCausalLM.from_pretrained reloads it."""
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Execute the run described by `cfg`, writing artefacts and metrics.json into run_dir."""
+    started = time.perf_counter()
+    ratio = check_ratio(cfg.ratio)  # fail before loading anything
+    method = instantiate(cfg.method)
+    device = resolve_device(cfg.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir) / "models")
+    if not cfg.model.get("device_map"):
+        model.to(device)
+    adapter = get_adapter(model)
+    params_dense = count_parameters(model)
+
+    prune_started = time.perf_counter()
+    report = method.prune(model, adapter, PruneContext(
+        ratio=ratio, seed=int(cfg.seed), round_to=int(cfg.round_to), device=device,
+        run_dir=run_dir, model_name=cfg.model.name))
+    prune_seconds = time.perf_counter() - prune_started
+    params_pruned = count_parameters(model)
+
+    if cfg.save_model:
+        save_checkpoint(model, tokenizer, run_dir / MODEL_DIR)
+
+    metrics: dict[str, Any] = {
+        "model": cfg.model.name, "method": cfg.method.name, "seed": int(cfg.seed),
+        "ratio_target": ratio, "ratio_achieved": report.pop("ratio_achieved", None),
+        "params_dense": params_dense, "params_pruned": params_pruned,
+        "params_removed_fraction": 1.0 - params_pruned / params_dense,
+        "compression_seconds": prune_seconds,
+        **report,
+        "total_seconds": time.perf_counter() - started,
+        "device": device, "git_commit": git_commit(), "versions": package_versions(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    write_json(run_dir / METRICS_FILE, metrics)  # written last: it marks the run complete
+    return metrics
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    lines = [f"model {metrics['model']}  method {metrics['method']}  ratio {metrics['ratio_target']}"
+             f" (achieved {metrics['ratio_achieved']:.4f} of FFN width)",
+             f"parameters {metrics['params_dense']:,} -> {metrics['params_pruned']:,} "
+             f"({100 * metrics['params_removed_fraction']:.1f}% removed)"]
+    if "ks_mean_dense_vs_pruned" in metrics:
+        lines.append(f"KS(dense, pruned) mean over layers {metrics['ks_mean_dense_vs_pruned']:.4f}"
+                     f"; policy training {metrics.get('policy_train_seconds', 0):.1f} s")
+    lines.append(f"total {metrics['total_seconds']:.1f} s")
+    return "\n".join(lines)
