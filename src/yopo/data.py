@@ -65,12 +65,13 @@ def data_file(data_dir: str | Path, relative: str) -> Path:
 
 
 def wikitext2_text(data_dir: str | Path) -> str:
-    """The raw WikiText-2 test text joined the way pruning papers do (rows joined by blank
-    lines, as `"\\n\\n".join(dataset["text"])` over the HF rows = the file's lines)."""
+    """The raw WikiText-2 test text joined the way pruning papers do: "\\n\\n".join(rows) over
+    the rows of HF `wikitext-2-raw-v1` test. Those rows are the file's lines with their newline,
+    and "" where the file has a blank (" ") line."""
     lines = data_file(data_dir, "wikitext2/wiki.test.raw").read_text(encoding="utf-8").split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the file ends with a newline: no row after it
-    return "\n\n".join(line + "\n" for line in lines)
+    return "\n\n".join(line + "\n" if line.strip() else "" for line in lines)
 
 
 def wikitext2_token_ids(tokenizer, data_dir: str | Path) -> torch.Tensor:
