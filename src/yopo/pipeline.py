@@ -74,7 +74,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     prune_started = time.perf_counter()
     report = method.prune(model, adapter, PruneContext(
         ratio=ratio, seed=int(cfg.seed), round_to=int(cfg.round_to), device=device,
-        run_dir=run_dir, model_name=cfg.model.name))
+        run_dir=run_dir, model_name=cfg.model.name, tokenizer=tokenizer,
+        data_dir=Path(cfg.data.dir), calibration_tokens=int(cfg.data.calibration_tokens)))
     prune_seconds = time.perf_counter() - prune_started
     params_pruned = count_parameters(model)
 

@@ -8,7 +8,7 @@ bookkeeping are shared here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,17 @@ class PruneContext:
     device: str = "cpu"
     run_dir: Path | None = None  # where a method may save artefacts (e.g. the policy)
     model_name: str = ""
-    extras: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Any = None  # for methods that read calibration text
+    data_dir: Path | None = None
+    calibration_tokens: int = 0
+
+    def calibration_ids(self) -> torch.Tensor:
+        """The held-out calibration slice of the local WikiText-2 text, LongTensor [n]; never
+        the text perplexity is measured on (see yopo.data.split_calibration)."""
+        from ..data import split_calibration, wikitext2_token_ids
+
+        ids = wikitext2_token_ids(self.tokenizer, self.data_dir)
+        return split_calibration(ids, self.calibration_tokens)[0]
 
 
 class PruningMethod:
