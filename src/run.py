@@ -34,6 +34,13 @@ def main(cfg: DictConfig) -> None:
         # so the failed attempt leaves no run folder that looks like a result.
         if not any(p.name not in (".hydra", "run.log") for p in run_dir.iterdir()):
             shutil.rmtree(run_dir, ignore_errors=True)
+            runs_root = Path(cfg.paths.runs_dir).resolve()
+            for parent in run_dir.resolve().parents:  # and the model/method folders it made
+                if parent == runs_root or not parent.is_relative_to(runs_root):
+                    break
+                if any(parent.iterdir()):
+                    break
+                parent.rmdir()
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     print(summary(metrics))

@@ -13,12 +13,13 @@ CONF_DIR = REPO_ROOT / "conf"
 
 def run_name(ratio, seed, policy=None) -> str:
     """The run folder name below <runs_dir>/<model>/<method>/: one folder per setting, so a
-    sweep that finds a finished folder can skip it."""
-    name = f"ratio={float(ratio):g}_seed={seed}"
+    sweep that finds a finished folder can skip it. No '=' in it: a run folder is also what
+    `policy=<folder>` takes on the command line, where '=' would need quoting."""
+    name = f"ratio{float(ratio):g}_seed{seed}"
     if policy:  # a transferred policy: name the run it came from
-        source = "-".join(Path(str(policy)).parts[-2:]) if Path(str(policy)).name.startswith(
-            "ratio=") else Path(str(policy)).name
-        name += "_policy=" + re.sub(r"[^A-Za-z0-9_.=-]", "-", source)
+        source = Path(str(policy))
+        source = source.parent if source.suffix == ".safetensors" else source
+        name += "_policy-" + re.sub(r"[^A-Za-z0-9_.-]", "-", source.name)
     return name
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .adapters import get_adapter
 from .config import REPO_ROOT
 from .io import atomic_dir, write_json
+from .methods import build_method
 from .methods.base import PruneContext, check_ratio
 from .models import count_parameters, load_model
 
@@ -61,7 +61,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Execute the run described by `cfg`, writing artefacts and metrics.json into run_dir."""
     started = time.perf_counter()
     ratio = check_ratio(cfg.ratio)  # fail before loading anything
-    method = instantiate(cfg.method)
+    method = build_method(cfg.method)
     device = resolve_device(cfg.device)
     run_dir.mkdir(parents=True, exist_ok=True)
 

@@ -1,0 +1,44 @@
+"""The embedded SmolLM2: load, prune 30 %, reload from disk, perplexity on real text."""
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from yopo.adapters import get_adapter
+from yopo.config import compose
+from yopo.data import split_calibration, wikitext2_token_ids
+from yopo.methods.base import PruneContext
+from yopo.methods.prunenet import PruneNet
+from yopo.models import count_parameters, load_model
+
+pytestmark = pytest.mark.slow
+
+
+def perplexity(model, ids):
+    with torch.no_grad():
+        return math.exp(model(ids, labels=ids).loss.item())
+
+
+def test_smollm2_prunes_saves_and_reloads(tmp_path):
+    cfg = compose([])
+    model, tokenizer = load_model(cfg.model, f"{cfg.paths.cache_dir}/models")
+    assert model.config.num_hidden_layers == 30 and model.config.hidden_size == 576
+    # 1024 tokens of real English prose from the evaluation part of WikiText-2
+    _, text_ids = split_calibration(wikitext2_token_ids(tokenizer, cfg.data.dir),
+                                    cfg.data.calibration_tokens)
+    ids = text_ids[:1024].unsqueeze(0)
+    dense_ppl = perplexity(model, ids)
+    assert 1.0 < dense_ppl < 30.0
+
+    adapter = get_adapter(model)
+    dense_params = count_parameters(model)
+    report = PruneNet(episodes=2, samples_per_episode=1).prune(
+        model, adapter, PruneContext(ratio=0.3, run_dir=tmp_path, model_name="smollm2_135m"))
+    assert report["ffn_width_pruned"] == 1075
+    assert dense_params - count_parameters(model) == 30 * (1536 - 1075) * 3 * 576
+    model.save_pretrained(tmp_path / "pruned")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "pruned").eval()
+    pruned_ppl = perplexity(reloaded, ids)
+    assert math.isfinite(pruned_ppl)
+    assert pruned_ppl == pytest.approx(perplexity(model, ids), rel=1e-4)
