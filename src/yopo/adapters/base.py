@@ -1,8 +1,10 @@
-"""The one place that knows how a model family names its FFN modules.
+"""The one place that knows how a model family names its modules.
 
 Method code never says `gate_proj` or `fc1`: it asks an adapter for each layer's FFN as an
 `FFNBlock` (the linears that read the residual stream, the linear that writes back, and the
-norm in front of them) and hands kept neuron indices back to `slice_ffn`.
+norm in front of them) and hands kept neuron indices back to `slice_ffn`. Methods that change
+the residual stream itself (SliceGPT) ask for its `ResidualLayout`: every module that writes
+into the stream, every norm that reads it, and the linears behind each norm.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError
 
 
 @dataclass
@@ -50,6 +54,37 @@ def _sliced_linear(old: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
     return new
 
 
+@dataclass
+class ResidualBranch:
+    """One residual branch: `norm` reads the stream, `readers` take the norm's output, and the
+    `writers` add their outputs back to the stream. Qualified module names (model.get_submodule).
+    The layer adds the stream it read to writers[-1]'s output (Phi's parallel branch has two
+    writers, LLaMA/OPT branches one)."""
+
+    norm: str
+    readers: list[str]
+    writers: list[str]
+
+
+@dataclass
+class ResidualLayout:
+    """How a model reads and writes its residual stream [.., d] (pre-norm transformers only).
+
+    embeddings: nn.Embedding modules whose rows are added to the stream at the input.
+    layers: per decoder layer, its branches in execution order.
+    final_norm, head: the norm after the last layer and the linear (LM head) reading it.
+    norm_kind: "rms" (x / rms(x) * w) or "layernorm" ((x - mean) / std * w + b).
+    norm_eps: the norms' epsilon.
+    """
+
+    embeddings: list[str]
+    layers: list[list[ResidualBranch]]
+    final_norm: str
+    head: str
+    norm_kind: str
+    norm_eps: float
+
+
 class FFNAdapter:
     """Base class of the model-family adapters (one file per family under yopo/adapters/)."""
 
@@ -67,6 +102,12 @@ class FFNAdapter:
     def _set_ffn(self, layer: nn.Module, ffn_in: list[nn.Linear], ffn_out: nn.Linear) -> None:
         """Put sliced linears back in place of the layer's originals (same order as ffn_block)."""
         raise NotImplementedError
+
+    def residual_layout(self, model: nn.Module) -> ResidualLayout:
+        """The model's residual stream by module names; ConfigError where the architecture
+        does not fit the pre-norm layout (e.g. post-norm OPT-350m)."""
+        raise ConfigError(f"{type(self).__name__} does not describe its residual stream: "
+                          "add residual_layout to it for SliceGPT")
 
     # ---- shared logic -------------------------------------------------------------------------
     def blocks(self, model: nn.Module) -> list[FFNBlock]:
