@@ -1,0 +1,71 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Zero-shot accuracy after pruning: model x ratio, methods side by side
+#
+# The paper's main table (LLaMA-2-7B, PruneNet against SliceGPT at 20 / 25 / 30 %): accuracy on
+# PIQA, WinoGrande, HellaSwag, ARC-easy and ARC-challenge and their average, for every model and
+# ratio we have runs of, with the paper's numbers in adjacent columns (`paper ...`; the paper's
+# per-task numbers are not transcribed in `yopo.paper`, only averages).
+#
+# **Reads** every complete run (a run folder whose `metrics.json` exists) under `runs_dir`, or
+# the finished runs of a wandb project, through `yopo.results.load_runs`; nothing is
+# recomputed. Runs that reuse a policy trained at another ratio belong to notebook 04 and are
+# left out. Phi-2 has its own notebook (02).
+#
+# **Regenerate the runs** (repository root; `eval=default` runs the five tasks):
+# ```
+# python src/run.py -m +experiment=paper_llama2_7b    # the paper's setting (hub access + GPU)
+# python src/run.py -m +experiment=smollm2_methods    # every method on the embedded SmolLM2
+# ```
+# **Writes** `01_zeroshot.{csv,md}` (model x ratio) and `01_zeroshot_runs.{csv,md}` (one row
+# per run and task, with stderr) into `tables_dir`.
+
+# %% tags=["parameters"]
+source = "local"    # local: the run folders; wandb: the wandb project below (wandb login)
+project = "yopo"    # wandb project, or entity/project (used when source is wandb)
+runs_dir = None     # None: results/runs under the repository root (or $YOPO_RUNS_DIR)
+tables_dir = None   # None: results/tables under the repository root
+figures_dir = None  # None: results/figures under the repository root
+models = None       # models to show; None: every measured model but phi2, plus llama2_7b
+
+# %%
+from yopo import paper, results
+
+runs = results.load_runs(source, runs_dir=runs_dir, project=project)
+tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
+loaded = results.describe_source(runs, source, runs_dir, project)
+print(loaded)
+
+# %%
+shown = models or sorted((set(runs["model"]) - {"phi2"}) | {"llama2_7b"})
+table = results.zeroshot_table(runs, shown)
+per_run = results.zeroshot_runs(runs, shown)
+
+notes = [loaded + f"; models shown: {', '.join(shown)}.",
+         "Accuracy in percent, mean over seeds (`<method> n` runs); metrics as in the paper: "
+         + ", ".join(f"{t} {m}" for t, m in paper.TASK_METRICS.items()) + ".",
+         f"`paper ...` columns: {paper.CITATION}. The paper's ratio is the fraction of FFN "
+         "neurons for PruneNet and of the hidden dimension for SliceGPT."]
+if per_run.empty:
+    notes.append("No zero-shot results in these runs (they were made with eval=none): the "
+                 "measured columns are empty. Rerun with eval=default.")
+elif per_run["limit"].notna().any():
+    notes.append(f"Subset evaluation (eval limit {int(per_run['limit'].max())} examples per "
+                 "task): not comparable with the paper's full sets.")
+note = "\n".join(f"- {n}" for n in notes)
+results.write_table(table, tables_dir, "01_zeroshot", note)
+results.write_table(per_run, tables_dir, "01_zeroshot_runs", note)
+print(note)
+table

@@ -1,0 +1,88 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Throughput: dense against pruned, measured against ideal speedup
+#
+# The paper reports generation throughput rising from 11.96 to 20.74 tokens/s for LLaMA-2-7B at
+# 30 %. Here: for every model, method and ratio, the measured speed of the dense and the pruned
+# model (as the run's `throughput` record gives it, e.g. prefill and decode tokens/s per batch
+# size) and the measured speedup against the ideal one, 1 / (1 - r f) with f the FFN share of
+# the per-token cost.
+#
+# **Reads** every complete run under `runs_dir` (or in the wandb project) through
+# `yopo.results.load_runs`; nothing is measured or recomputed here (speed depends only on the
+# width, so transferred-policy runs count too).
+#
+# **Regenerate the runs** (repository root; the dense and the pruned model are timed in the
+# same process, interleaved):
+# ```
+# python src/run.py -m ratio=0.1,0.2,0.3 eval=default
+# python src/run.py -m +experiment=paper_llama2_7b    # the paper's setting (hub access + GPU)
+# ```
+# **Writes** `03_throughput.{csv,md}` into `tables_dir` and `03_speedup.png` into `figures_dir`.
+
+# %% tags=["parameters"]
+source = "local"    # local: the run folders; wandb: the wandb project below (wandb login)
+project = "yopo"    # wandb project, or entity/project (used when source is wandb)
+runs_dir = None     # None: results/runs under the repository root (or $YOPO_RUNS_DIR)
+tables_dir = None   # None: results/tables under the repository root
+figures_dir = None  # None: results/figures under the repository root
+
+# %%
+from yopo import paper, results
+
+runs = results.load_runs(source, runs_dir=runs_dir, project=project)
+tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
+loaded = results.describe_source(runs, source, runs_dir, project)
+print(loaded)
+
+# %%
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+pairs = results.speedup_columns(runs)  # (measured, ideal) column pairs that hold values
+speed_cols = ["speedup", "ideal_speedup"] + sorted(
+    c for c in runs.columns if c.startswith("throughput_") and runs[c].notna().any())
+table = (runs.groupby(["model", "method", "ratio_target"])
+         .agg(n=("run_dir", "size"), params_removed=("params_removed_fraction", "mean"),
+              **{c: (c, "mean") for c in speed_cols})
+         .reset_index().rename(columns={"ratio_target": "ratio"}))
+for key in ("dense", "pruned", "speedup"):
+    table[f"paper {key}"] = [(paper.throughput(m, r) or {}).get(key)
+                             for m, r in zip(table["model"], table["ratio"])]
+
+notes = [loaded + ".", "Means over seeds; tokens/s and speedups as the runs recorded them. "
+         "`paper dense` / `paper pruned`: tokens/s, " + paper.CITATION + "."]
+if not pairs:
+    notes.append("No throughput measurements in these runs (eval=none, or throughput: null): "
+                 "the speed columns are empty and no figure is drawn. Rerun with eval=default.")
+note = "\n".join(f"- {n}" for n in notes)
+results.write_table(table, tables_dir, "03_throughput", note)
+print(note)
+table
+
+# %%
+if pairs:
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
+    for ax, (measured, ideal) in zip(axes[0], pairs):
+        sns.lineplot(data=runs, x="ratio_target", y=measured, hue="method", style="model",
+                     markers=True, errorbar=None, ax=ax)
+        if ideal:
+            sns.lineplot(data=runs, x="ratio_target", y=ideal, hue="method", style="model",
+                         errorbar=None, ax=ax, linestyle="--", legend=False, alpha=0.6)
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.set(xlabel="ratio", ylabel="speedup (pruned / dense)",
+               title=measured.removeprefix("throughput_") + ("  (dashed: ideal)" if ideal else ""))
+    fig.tight_layout()
+    results.write_figure(fig, figures_dir, "03_speedup")

@@ -1,0 +1,110 @@
+"""The FFN1 singular-value spectra of a run, before and after pruning, and their figure.
+
+PruneNet's premise is that keeping the spectrum of each layer's FFN1 matrix keeps the model.
+A run saves both spectra (and the per-layer KS distance between them) to `spectra.safetensors`
+whatever the method, so that every method is judged on the same footing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import YopoError
+from .io import atomic_file
+from .spectrum import ks_statistic, singular_values
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from torch import nn
+
+    from .adapters import FFNAdapter
+
+SPECTRA_FILE = "spectra.safetensors"
+
+
+class SpectraError(YopoError):
+    """A run folder whose spectra are missing or unreadable."""
+
+
+@dataclass
+class Spectra:
+    """dense [L, d] and pruned [L, d'] singular values (descending, float32) of each layer's
+    FFN1, and ks [L] = KS(dense[l], pruned[l]). d' < d when a method shrinks the hidden size."""
+
+    dense: torch.Tensor
+    pruned: torch.Tensor
+    ks: torch.Tensor
+
+    @property
+    def num_layers(self) -> int:
+        return self.dense.shape[0]
+
+
+def ffn1_spectra(model: nn.Module, adapter: FFNAdapter, method: str = "gram") -> torch.Tensor:
+    """Singular values of every layer's FFN1 weight [m, d] -> [L, min(m, d)] float32 on CPU.
+
+    One layer at a time: stacking all layers in float64 would need L*m*d*8 bytes (11 GB for
+    LLaMA-2-7B), and layers may sit on different devices under a device map.
+    """
+    with torch.no_grad():
+        return torch.stack([singular_values(block.ffn1.detach().float(), method).cpu()
+                            for block in adapter.blocks(model)])
+
+
+def save_spectra(run_dir: str | Path, dense: torch.Tensor, pruned: torch.Tensor) -> Spectra:
+    """Write dense [L, d] and pruned [L, d'] spectra and their per-layer KS to the run folder."""
+    if dense.ndim != 2 or pruned.ndim != 2 or dense.shape[0] != pruned.shape[0]:
+        raise ValueError(f"spectra must be [layers, values] with equal layer counts, got "
+                         f"{tuple(dense.shape)} and {tuple(pruned.shape)}")
+    spectra = Spectra(dense.float().cpu().contiguous(), pruned.float().cpu().contiguous(),
+                      ks_statistic(dense, pruned).float().cpu())
+    with atomic_file(Path(run_dir) / SPECTRA_FILE) as tmp:
+        save_file({"dense": spectra.dense, "pruned": spectra.pruned, "ks": spectra.ks}, str(tmp))
+    return spectra
+
+
+def load_spectra(run_dir: str | Path) -> Spectra:
+    path = Path(run_dir) / SPECTRA_FILE
+    if not path.exists():
+        raise SpectraError(f"{path} does not exist: this run saved no spectra (runs made before "
+                           "spectra were recorded); rerun it with skip_existing=false")
+    try:
+        tensors = load_file(str(path))
+        return Spectra(tensors["dense"], tensors["pruned"], tensors["ks"])
+    except (SafetensorError, KeyError, OSError) as err:
+        raise SpectraError(f"{path} is unreadable ({err}); delete it and rerun the run") from err
+
+
+def default_layers(num_layers: int) -> list[int]:
+    """First, middle and last layer: where spectra differ most in practice."""
+    return sorted({0, num_layers // 2, num_layers - 1})
+
+
+def ecdf_figure(original: torch.Tensor, pruned: Mapping[str, torch.Tensor],
+                layers: Sequence[int] | None = None,
+                ks: Mapping[str, torch.Tensor] | None = None, title: str = "") -> Figure:
+    """One panel per layer: the ECDF of the original spectrum [L, d] against each labelled
+    pruned spectrum [L, d'] (e.g. one per method), KS in the legend when given."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
+    layers = list(default_layers(original.shape[0]) if layers is None else layers)
+    fig = Figure(figsize=(4.2 * len(layers), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    for ax, layer in zip(axes, layers):
+        for label, values in {"original": original, **pruned}.items():
+            x = torch.sort(values[layer].float()).values.numpy()
+            legend = label
+            if ks is not None and label in ks:
+                legend += f" (KS {float(ks[label][layer]):.3f})"
+            ax.step(x, (torch.arange(1, x.size + 1) / x.size).numpy(), where="post",
+                    label=legend, linewidth=2.0 if label == "original" else 1.2)
+        ax.set(title=f"layer {layer}", xlabel="singular value of FFN1", ylabel="ECDF")
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,183 @@
+"""Every notebook executes headless (jupytext source -> .ipynb -> papermill, python3 kernel) on
+the tiny sweep and writes tables that match the runs; every notebook also copes with no runs."""
+import json
+import re
+from pathlib import Path
+
+import jupytext
+import matplotlib
+import nbformat
+import pandas as pd
+import papermill
+import pytest
+
+from yopo import paper, results
+from yopo.config import REPO_ROOT
+from tiny_runs import MODEL, RATIOS, TRANSFER, eval_record, run_dir, tiny_sweep
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """The shared runs, loaded, and output folders for this module's notebook runs."""
+    runs_dir = tiny_sweep(tmp_path_factory)
+    out = tmp_path_factory.mktemp("notebooks")
+    return {"runs_dir": runs_dir, "runs": results.load_runs(runs_dir=runs_dir),
+            "tables": out / "tables", "figures": out / "figures", "work": out}
+
+
+def execute(name: str, runs_dir: Path, tables: Path, figures: Path, work: Path, **params):
+    """Run notebooks/<name>*.py with papermill; returns its printed output."""
+    [source] = [p for p in NOTEBOOKS if p.name.startswith(name)]
+    ipynb = work / f"{source.stem}.ipynb"
+    jupytext.write(jupytext.read(source), ipynb)
+    done = work / f"{source.stem}.out.ipynb"
+    papermill.execute_notebook(str(ipynb), str(done), kernel_name="python3", cwd=str(work),
+                               progress_bar=False, parameters={
+                                   "runs_dir": str(runs_dir), "tables_dir": str(tables),
+                                   "figures_dir": str(figures), **params})
+    cells = nbformat.read(done, as_version=4).cells
+    return "".join(out.get("text", "") for c in cells if c.cell_type == "code"
+                   for out in c.get("outputs", []))
+
+
+def run(sweep, name, **params):
+    return execute(name, sweep["runs_dir"], sweep["tables"], sweep["figures"], sweep["work"],
+                   **params)
+
+
+def table(sweep, name):
+    return pd.read_csv(sweep["tables"] / f"{name}.csv")
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_form(source):
+    nb = jupytext.read(source)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    first = nb.cells[0]
+    assert first.cell_type == "markdown"
+    assert "**Reads**" in first.source and "**Regenerate the runs**" in first.source
+    [params] = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    for name in ("runs_dir", "tables_dir", "figures_dir"):
+        assert re.search(rf"^{name} = None", params.source, re.M)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    # results come only through yopo.results: no reading of run files here
+    assert set(re.findall(r"^(?:from|import) yopo.*$", code, re.M)) <= {
+        "from yopo import paper, results", "from yopo.spectra import ecdf_figure"}
+    assert not re.search(r"metrics\.json|json\.load|open\(|load_file|safe_open", code)
+
+
+def test_01_zeroshot_table(sweep):
+    printed = run(sweep, "01")
+    runs = sweep["runs"]
+    got = table(sweep, "01_zeroshot")
+    mine = got[got["model"] == MODEL]
+    trained = runs[~runs["policy_transferred"]]
+    assert list(mine["ratio"]) == sorted(trained["ratio_target"]) == list(RATIOS)
+    assert list(mine["prunenet n"]) == [1] * len(RATIOS)
+    assert mine["prunenet avg"].isna().all()  # eval=none: no accuracy is invented
+    llama = got[got["model"] == "llama2_7b"].set_index("ratio")
+    for (model, method, ratio), avg in paper.ZEROSHOT_AVG.items():
+        if model == "llama2_7b" and method != "dense":
+            assert llama.loc[ratio, f"paper {method} avg"] == avg
+    assert "No zero-shot results" in printed
+    assert table(sweep, "01_zeroshot_runs").empty
+    assert (sweep["tables"] / "01_zeroshot.md").read_text().startswith("- 3 complete runs")
+
+
+def test_02_phi2_table_without_phi2_runs(sweep):
+    printed = run(sweep, "02")
+    got = table(sweep, "02_phi2_zeroshot")
+    phi2 = {r: avg for (m, method, r), avg in paper.ZEROSHOT_AVG.items()
+            if m == "phi2" and method == "prunenet"}
+    assert list(got["ratio"]) == sorted(phi2) and set(got["model"]) == {"phi2"}
+    assert list(got["paper prunenet avg"]) == [phi2[r] for r in sorted(phi2)]
+    assert not [c for c in got.columns if c.endswith(" n")]  # no measured columns
+    assert "No phi2 runs yet" in printed
+
+
+def test_03_throughput_table_without_measurements(sweep):
+    printed = run(sweep, "03")
+    got = table(sweep, "03_throughput")
+    expected = sweep["runs"].groupby(["model", "method", "ratio_target"]).size()
+    assert list(zip(got["model"], got["method"], got["ratio"], got["n"])) == [
+        (*k, n) for k, n in expected.items()]
+    assert got["speedup"].isna().all()
+    assert "No throughput measurements" in printed
+    assert not (sweep["figures"] / "03_speedup.png").exists()
+
+
+def test_03_throughput_figure_with_measurements(tmp_path):
+    """Synthetic records in yopo.eval's shape (real throughput needs eval=default)."""
+    runs_dir = tmp_path / "runs"
+    records = [eval_record("prunenet", r) for r in (0.2, 0.3)]
+    for record in records:
+        folder = runs_dir / "m" / "prunenet" / f"r{record['ratio_target']}"
+        folder.mkdir(parents=True)
+        (folder / results.METRICS_FILE).write_text(json.dumps(record))
+    execute("03", runs_dir, tmp_path / "t", tmp_path / "f", tmp_path)
+    got = pd.read_csv(tmp_path / "t" / "03_throughput.csv")
+    assert list(got["ratio"]) == [0.2, 0.3]
+    setting = records[0]["throughput"]["settings"][0]
+    assert list(got["throughput_settings_bs8_speedup_decode"]) == [setting["speedup"]["decode"]] * 2
+    assert (tmp_path / "f" / "03_speedup.png").stat().st_size > 0
+
+
+def test_04_policy_transfer_matrix(sweep):
+    run(sweep, "04")
+    runs = sweep["runs"].set_index("run_dir")
+    ks = {(train, reuse): runs.loc[str(run_dir(sweep["runs_dir"], reuse, policy)),
+                                   "ks_mean_dense_vs_pruned"]
+          for train, reuse, policy in [(r, r, None) for r in RATIOS] + [(*TRANSFER, TRANSFER[0])]}
+    name = f"04_transfer_{MODEL}_prunenet_ks_mean_dense_vs_pruned"
+    matrix = table(sweep, name).set_index("train ratio")
+    for (train, reuse), value in ks.items():
+        assert matrix.loc[train, f"reuse {reuse:g}"] == pytest.approx(value)
+    assert matrix.notna().sum().sum() == len(ks)  # no cell without a run
+    assert (sweep["figures"] / f"{name}.png").exists()
+    long = table(sweep, "04_policy_transfer")
+    assert long["transferred"].sum() == 1
+
+
+def test_05_compression_time(sweep):
+    run(sweep, "05")
+    runs = sweep["runs"]
+    got = table(sweep, "05_compression_time").set_index("reused policy")
+    for reused in (False, True):
+        mine = runs[runs["policy_transferred"] == reused]
+        assert got.loc[reused, "n"] == len(mine)
+        assert got.loc[reused, "compression_s"] == pytest.approx(mine["compression_seconds"].mean())
+    assert (sweep["figures"] / "05_compression_time.png").exists()
+
+
+def test_06_spectra(sweep):
+    run(sweep, "06")
+    got = table(sweep, "06_ks_per_layer")
+    for folder in results.run_folders(sweep["runs_dir"]):
+        of_run = got[got["run_dir"] == str(folder)].sort_values("layer")
+        assert of_run["ks"].tolist() == pytest.approx(results.load_spectra_for(folder).ks.tolist())
+    for figure in ("06_ks_per_layer", f"06_spectra_ecdf_{MODEL}"):
+        assert (sweep["figures"] / f"{figure}.png").exists()
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_copes_with_no_runs(source, tmp_path):
+    """Run in this process (no kernel start) against an empty runs folder: a table with a note,
+    never an exception."""
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (tmp_path / "runs").mkdir()
+    parameters = {"runs_dir": str(tmp_path / "runs"), "tables_dir": str(tmp_path / "t"),
+                  "figures_dir": str(tmp_path / "f")}
+    namespace = {"display": lambda *args, **kwargs: None}
+    for cell in jupytext.read(source).cells:
+        if cell.cell_type == "code":
+            exec(compile(cell.source, str(source), "exec"), namespace)
+            if "parameters" in cell.metadata.get("tags", []):
+                namespace.update(parameters)
+    plt.close("all")
+    written = sorted(p.name for p in (tmp_path / "t").iterdir())
+    assert written and all(name[:2] == source.name[:2] for name in written)
+    assert any((tmp_path / "t" / n).read_text().startswith("- 0 complete runs") for n in written)

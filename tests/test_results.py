@@ -1,0 +1,233 @@
+"""The results loader (local run folders and wandb), spectra files, the paper's constants and
+the shared table builders, on a tiny sweep of real runs (tests/tiny_runs.py)."""
+import json
+import math
+import shutil
+import warnings
+
+import pandas as pd
+import pytest
+import torch
+
+from yopo import paper, results
+from yopo.spectra import SPECTRA_FILE, SpectraError, load_spectra, save_spectra
+from tiny_runs import RATIOS, TRANSFER, eval_record, run_dir, tiny_sweep
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    return tiny_sweep(tmp_path_factory)
+
+
+def metrics_of(folder):
+    return json.loads((folder / results.METRICS_FILE).read_text())
+
+
+class FakeRun:
+    """What load_runs uses of wandb.apis.public.Run."""
+
+    def __init__(self, run_id, summary, state="finished"):
+        self.id, self.name, self.state = run_id, run_id, state
+        self.summary_metrics, self.config = summary, {}
+
+
+class FakeApi:
+    """What load_runs uses of wandb.Api: runs(path, order=...) -> iterable of runs."""
+
+    def __init__(self, runs):
+        self._runs, self.paths = runs, []
+
+    def runs(self, path=None, filters=None, order="+created_at", per_page=50, **kwargs):
+        self.paths.append(path)
+        assert order == "+created_at"  # the loader relies on oldest-first to keep the latest
+        return list(self._runs)
+
+
+def test_local_loader_reads_every_run_of_the_sweep(runs_dir):
+    df = results.load_runs("local", runs_dir=runs_dir)
+    expected = {run_dir(runs_dir, r): False for r in RATIOS}
+    expected[run_dir(runs_dir, TRANSFER[1], policy_from=TRANSFER[0])] = True
+    assert sorted(df["run_dir"]) == sorted(str(p) for p in expected)
+    assert list(df.columns) == results.COLUMNS  # eval=none: no throughput_* columns
+    for row in df.to_dict("records"):
+        folder = next(p for p in expected if str(p) == row["run_dir"])
+        m = metrics_of(folder)
+        for key in ("model", "method", "ratio_target", "seed", "ratio_achieved", "params_dense",
+                    "params_pruned", "params_removed_fraction", "policy_source",
+                    "policy_train_ratio", "compression_seconds", "policy_train_seconds",
+                    "ks_mean_dense_vs_pruned", "ffn_width_pruned"):
+            assert row[key] == m[key], key
+        assert row["policy_transferred"] == expected[folder]
+        # eval=none: every evaluation column is missing, never invented
+        for key in ("ppl_wikitext2", "zs_avg", "zs_piqa", "dense_zs_avg", "speedup"):
+            assert math.isnan(row[key]), key
+        assert row["wandb_id"] is None
+    transferred = df[df["policy_transferred"]].iloc[0]
+    assert transferred["policy_train_ratio"] == TRANSFER[0]
+    assert transferred["ratio_target"] == TRANSFER[1]
+
+
+def test_wandb_source_gives_the_same_frame_as_local(runs_dir):
+    local = results.load_runs("local", runs_dir=runs_dir)
+    logged = [FakeRun(f"id{i}", results.summary_from_record(metrics_of(p), p))
+              for i, p in enumerate(sorted(results.run_folders(runs_dir)))]
+    # a crashed run and a run whose summary lacks the record are not results
+    logged.append(FakeRun("crashed", dict(logged[0].summary_metrics), state="crashed"))
+    logged.append(FakeRun("empty", {"_step": 0}))
+    api = FakeApi(logged)
+    remote = results.load_runs("wandb", project="me/yopo", api=api)
+    assert api.paths == ["me/yopo"]
+    assert list(remote.columns) == list(local.columns)
+    pd.testing.assert_frame_equal(remote.drop(columns="wandb_id"),
+                                  local.drop(columns="wandb_id"))
+    assert set(remote["wandb_id"]) == {f"id{i}" for i in range(len(local))}
+
+
+def test_wandb_source_keeps_the_latest_log_of_a_run_folder(runs_dir):
+    folder = run_dir(runs_dir, RATIOS[0])
+    old, new = metrics_of(folder), metrics_of(folder)
+    new["ks_mean_dense_vs_pruned"] = old["ks_mean_dense_vs_pruned"] + 1.0
+    api = FakeApi([FakeRun("old", results.summary_from_record(old, folder)),
+                   FakeRun("new", results.summary_from_record(new, folder))])
+    df = results.load_runs("wandb", api=api)
+    assert list(df["wandb_id"]) == ["new"]
+    assert df["ks_mean_dense_vs_pruned"].iloc[0] == new["ks_mean_dense_vs_pruned"]
+
+
+def test_summary_round_trip_keeps_the_record():
+    record = {"model": "m", "zeroshot": {"piqa": {"value": 0.5, "stderr": 0.01}, "limit": None},
+              "ks_per_layer": [0.1, 0.2], "throughput": {"settings": [{"batch_size": 1}]},
+              "config": {"ratio": 0.3}}
+    summary = results.summary_from_record(record, "/runs/x")
+    assert summary["zeroshot/piqa/value"] == 0.5 and "config" not in str(list(summary))
+    back = results.record_from_summary(summary)
+    assert back == {**{k: v for k, v in record.items() if k != "config"}, "run_dir": "/runs/x"}
+
+
+def test_run_row_reads_the_evaluation_record():
+    record = eval_record()
+    df = results.frame([results.run_row(record, "/runs/x", "abc")])
+    row = df.iloc[0]
+    for task in paper.TASKS:
+        assert row[f"zs_{task}"] == record["zeroshot"][task]["value"]
+        assert row[f"zs_{task}_stderr"] == record["zeroshot"][task]["stderr"]
+        assert row[f"zs_{task}_metric"] == paper.TASK_METRICS[task]
+        assert row[f"dense_zs_{task}"] == record["dense"]["zeroshot"][task]["value"]
+    assert (row["zs_avg"], row["zs_avg_stderr"], row["eval_limit"]) == (
+        record["zeroshot"]["avg"], record["zeroshot"]["avg_stderr"], 100)
+    assert (row["ppl_wikitext2"], row["dense_ppl_wikitext2"]) == (12.5, 10.0)
+    assert row["throughput_settings_bs8_pruned_decode_tokens_per_s"] == 12.0
+    assert row["throughput_ideal_speedup_decode"] == 1.28
+    assert results.speedup_columns(df) == [
+        ("throughput_settings_bs8_speedup_decode", "throughput_ideal_speedup_decode"),
+        ("throughput_settings_bs8_speedup_prefill", "throughput_ideal_speedup_prefill")]
+    # scalar speedups (an older record shape) get the plain columns
+    flat = {**record, "throughput": {"speedup": 1.2, "ideal_speedup": 1.3}}
+    df = results.frame([results.run_row(flat, "/runs/y", None)])
+    assert (df["speedup"].iloc[0], df["ideal_speedup"].iloc[0]) == (1.2, 1.3)
+    assert results.speedup_columns(df) == [("speedup", "ideal_speedup")]
+
+
+def test_loader_copes_with_missing_partial_and_broken_runs(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / results.METRICS_FILE).write_text(json.dumps(
+        {"model": "m", "method": "x", "ratio_target": 0.2}))
+    (tmp_path / "b").mkdir()  # no ratio: not a complete run record
+    (tmp_path / "b" / results.METRICS_FILE).write_text(json.dumps({"model": "m"}))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / results.METRICS_FILE).write_text("{not json")
+    (tmp_path / "d" / ".tmp-pruned_model-x").mkdir(parents=True)  # an interrupted write
+    with pytest.warns(UserWarning, match="unreadable"):
+        df = results.load_runs(runs_dir=tmp_path)
+    assert list(df["run_dir"]) == [str(tmp_path / "a")]
+    assert df["params_pruned"].isna().all() and df["zs_avg"].isna().all()
+    with pytest.warns(UserWarning, match="does not exist"):
+        empty = results.load_runs(runs_dir=tmp_path / "nowhere")
+    assert empty.empty and list(empty.columns) == results.COLUMNS
+    with pytest.raises(results.ResultsError, match="local"):
+        results.load_runs("sql")
+
+
+def test_spectra_agree_with_the_methods_own_ks(runs_dir):
+    for folder in results.run_folders(runs_dir):
+        spectra = load_spectra(folder)
+        m = metrics_of(folder)
+        layers = m["config"]["model"]["config"]["num_hidden_layers"]
+        hidden = m["config"]["model"]["config"]["hidden_size"]
+        assert spectra.dense.shape == spectra.pruned.shape == (layers, hidden)
+        assert torch.all(spectra.dense[:, :-1] >= spectra.dense[:, 1:])  # descending
+        # PruneNet measured KS on the kept rows; the spectra file on the saved, sliced model
+        assert spectra.ks.tolist() == pytest.approx(m["ks_per_layer"], abs=1e-6)
+
+
+def test_spectra_files_fail_clearly(tmp_path):
+    with pytest.raises(SpectraError, match="no spectra"):
+        load_spectra(tmp_path)
+    assert results.load_spectra_for(tmp_path) is None
+    saved = save_spectra(tmp_path, torch.rand(2, 5).sort(descending=True).values,
+                         torch.rand(2, 4).sort(descending=True).values)
+    assert torch.equal(load_spectra(tmp_path).ks, saved.ks)
+    assert [p.name for p in tmp_path.iterdir()] == [SPECTRA_FILE]  # nothing half-written left
+    (tmp_path / SPECTRA_FILE).write_bytes(b"garbage")
+    with pytest.raises(SpectraError, match="unreadable"):
+        load_spectra(tmp_path)
+
+
+def test_layer_ks_reads_every_runs_spectra(runs_dir, tmp_path):
+    df = results.load_runs(runs_dir=runs_dir)
+    ks = results.layer_ks(df)
+    for folder in results.run_folders(runs_dir):
+        got = ks[ks["run_dir"] == str(folder)].sort_values("layer")["ks"].tolist()
+        assert got == pytest.approx(load_spectra(folder).ks.tolist())
+    # a run without spectra is skipped, not an error
+    copy = tmp_path / "runs" / "r"
+    shutil.copytree(run_dir(runs_dir, RATIOS[0]), copy)
+    (copy / SPECTRA_FILE).unlink()
+    assert results.layer_ks(results.load_runs(runs_dir=tmp_path / "runs")).empty
+
+
+def test_paper_numbers_are_looked_up_not_guessed():
+    assert paper.zeroshot("llama2_7b", "prunenet", 0.1 + 0.2) == {
+        **{t: None for t in paper.TASKS}, "avg": paper.ZEROSHOT_AVG[("llama2_7b", "prunenet", 0.3)]}
+    assert paper.zeroshot("smollm2_135m", "prunenet", 0.3)["avg"] is None
+    assert paper.recovery_avg("phi2", 0.3, finetuned=True) < paper.recovery_avg("phi2", 0.3, False)
+    tp = paper.throughput("llama2_7b", 0.3)
+    assert tp["speedup"] == pytest.approx(tp["pruned"] / tp["dense"])
+    assert paper.throughput("llama2_7b", 0.2) is None
+
+
+def test_zeroshot_table_puts_methods_side_by_side_with_the_paper():
+    records = [eval_record("prunenet", 0.3, seed=0, scale=1.0),
+               eval_record("prunenet", 0.3, seed=1, scale=0.9),
+               eval_record("slicegpt", 0.3, seed=0, scale=0.8),
+               {**eval_record("prunenet", 0.2, scale=0.1), "policy_source": "/runs/other"}]
+    runs = results.frame(results.run_row({**r, "model": "llama2_7b"}, f"/r{i}", None)
+                         for i, r in enumerate(records))
+    table = results.zeroshot_table(runs, ["llama2_7b"]).set_index("ratio")
+    # ratios: measured (0.3) and the paper's (0.2, 0.25, 0.3); the transferred run is left out
+    assert list(table.index) == [0.2, 0.25, 0.3]
+    assert table.loc[0.2, "prunenet n"] == 0 and math.isnan(table.loc[0.2, "prunenet avg"])
+    assert table.loc[0.3, "prunenet n"] == 2
+    assert table.loc[0.3, "prunenet avg"] == pytest.approx(100 * (0.52 + 0.9 * 0.52) / 2)
+    assert table.loc[0.3, "slicegpt piqa"] == pytest.approx(100 * 0.8 * 0.5)
+    assert table.loc[0.3, "dense avg"] == pytest.approx(60.0)
+    for method in ("prunenet", "slicegpt"):
+        for ratio in (0.2, 0.25, 0.3):
+            assert table.loc[ratio, f"paper {method} avg"] == paper.zeroshot(
+                "llama2_7b", method, ratio)["avg"]
+    long = results.zeroshot_runs(runs, ["llama2_7b"])
+    assert len(long) == len(records) * (len(paper.TASKS) + 1)
+    assert set(long["metric"].dropna()) == set(paper.TASK_METRICS.values())
+
+
+def test_write_table_writes_csv_and_markdown(tmp_path):
+    table = pd.DataFrame({"ratio": [0.1, 0.2], "avg": [61.234, float("nan")]})
+    csv, md = results.write_table(table, tmp_path / "t", "x", note="- a note")
+    pd.testing.assert_frame_equal(pd.read_csv(csv), table)
+    text = md.read_text()
+    assert text.startswith("- a note\n") and "61.23" in text and "nan" not in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an empty table is written, not an error
+        results.write_table(pd.DataFrame(columns=["ratio"]), tmp_path / "t", "empty")
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [
+        "empty.csv", "empty.md", "x.csv", "x.md"]
