@@ -62,8 +62,8 @@ if per_run.empty:
     notes.append("No zero-shot results in these runs (they were made with eval=none): the "
                  "measured columns are empty. Rerun with eval=default.")
 elif per_run["limit"].notna().any():
-    notes.append(f"Subset evaluation (eval limit {int(per_run['limit'].max())} examples per "
-                 "task): not comparable with the paper's full sets.")
+    notes.append(f"Subset evaluation (eval limit {per_run['limit'].max():g} per task): "
+                 "not comparable with the paper's full sets.")
 note = "\n".join(f"- {n}" for n in notes)
 results.write_table(table, tables_dir, "01_zeroshot", note)
 results.write_table(per_run, tables_dir, "01_zeroshot_runs", note)

@@ -61,8 +61,8 @@ elif per_run.empty:
     notes.append(f"The {model} runs have no zero-shot results (eval=none); rerun with "
                  "eval=default.")
 elif per_run["limit"].notna().any():
-    notes.append(f"Subset evaluation (eval limit {int(per_run['limit'].max())} examples per "
-                 "task): not comparable with the paper's full sets.")
+    notes.append(f"Subset evaluation (eval limit {per_run['limit'].max():g} per task): "
+                 "not comparable with the paper's full sets.")
 note = "\n".join(f"- {n}" for n in notes)
 results.write_table(table, tables_dir, f"02_{model}_zeroshot", note)
 results.write_table(per_run, tables_dir, f"02_{model}_zeroshot_runs", note)

@@ -53,7 +53,8 @@ import seaborn as sns
 
 pairs = results.speedup_columns(runs)  # (measured, ideal) column pairs that hold values
 speed_cols = ["speedup", "ideal_speedup"] + sorted(
-    c for c in runs.columns if c.startswith("throughput_") and runs[c].notna().any())
+    c for c in runs.columns if c.startswith(("throughput_", "peak_memory_bytes_"))
+    and runs[c].notna().any())
 table = (runs.groupby(["model", "method", "ratio_target"])
          .agg(n=("run_dir", "size"), params_removed=("params_removed_fraction", "mean"),
               **{c: (c, "mean") for c in speed_cols})

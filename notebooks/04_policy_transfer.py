@@ -22,8 +22,8 @@
 # hold: zero-shot average, WikiText-2 perplexity, and the mean KS distance between the original
 # and pruned FFN1 spectra.
 #
-# **Reads** every complete run with a policy under `runs_dir` (or in the wandb project) through
-# `yopo.results.load_runs`; nothing is recomputed.
+# **Reads** every complete run with a policy (and without recovery fine-tuning) under
+# `runs_dir` (or in the wandb project) through `yopo.results.load_runs`; nothing is recomputed.
 #
 # **Regenerate the runs** (repository root):
 # ```
@@ -57,7 +57,9 @@ MEASURES = {"zs_avg": "zero-shot average (%)", "ppl_wikitext2": "WikiText-2 perp
             "ks_mean_dense_vs_pruned": "mean KS(original, pruned)"}
 SCALE = {"zs_avg": 100.0}  # fractions -> percent
 
-with_policy = runs[runs["policy_train_ratio"].notna()].copy()
+# recovery fine-tuning changes the pruned model after the policy has acted: those runs would
+# blur the comparison, so the matrices hold runs without it
+with_policy = runs[runs["policy_train_ratio"].notna() & runs["rft"].isna()].copy()
 for col, factor in SCALE.items():
     with_policy[col] = with_policy[col] * factor
 long = (with_policy.groupby(["model", "method", "policy_train_ratio", "ratio_target",

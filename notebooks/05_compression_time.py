@@ -17,8 +17,8 @@
 # PruneNet compresses LLaMA-2-7B in about 15 minutes (916 s in the paper), calibration-free; a
 # reused policy skips training altogether. For every model and method: the time spent pruning
 # (`compression_seconds`: scoring or policy learning plus slicing), the part spent training a
-# policy, and the whole run, pooled over ratios and seeds and split by device and by whether
-# the policy was reused.
+# policy, recovery fine-tuning where a run did it, and the whole run, pooled over ratios and
+# seeds and split by device, by whether the policy was reused and by the RFT setting.
 #
 # **Reads** every complete run under `runs_dir` (or in the wandb project) through
 # `yopo.results.load_runs`; nothing is timed here.
@@ -50,7 +50,7 @@ print(loaded)
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-keys = ["model", "method", "device", "policy_transferred"]
+keys = ["model", "method", "device", "policy_transferred", "rft"]
 table = (runs.groupby(keys, dropna=False)
          .agg(n=("run_dir", "size"),
               ratios=("ratio_target", lambda r: " ".join(f"{x:g}" for x in sorted(set(r)))),
@@ -59,11 +59,13 @@ table = (runs.groupby(keys, dropna=False)
               compression_s_min=("compression_seconds", "min"),
               compression_s_max=("compression_seconds", "max"),
               policy_train_s=("policy_train_seconds", "mean"),
+              rft_s=("rft_seconds", "mean"),
               total_s=("total_seconds", "mean"))
          .reset_index().rename(columns={"policy_transferred": "reused policy"}))
 table["paper compression_s"] = [
     paper.compression_seconds(m) if method == "prunenet" and not reused else None
     for m, method, reused in zip(table["model"], table["method"], table["reused policy"])]
+table["rft"] = table["rft"].fillna("none")
 table = table.astype({"paper compression_s": float})
 
 notes = [loaded + ".", "Seconds; mean (std, min, max) over the runs of each row, ratios "
@@ -78,7 +80,8 @@ table
 # %%
 if not runs.empty:
     shown = runs.assign(run=runs["model"] + " / " + runs["device"].fillna("?")
-                        + runs["policy_transferred"].map({True: " (reused policy)", False: ""}))
+                        + runs["policy_transferred"].map({True: " (reused policy)", False: ""})
+                        + runs["rft"].map(lambda rft: f" + RFT {rft}" if rft else ""))
     fig, ax = plt.subplots(figsize=(7, 0.5 * shown["run"].nunique() * shown["method"].nunique()
                                     + 2))
     sns.barplot(data=shown, y="run", x="compression_seconds", hue="method", errorbar=None, ax=ax)

@@ -95,13 +95,15 @@ def test_wandb_source_keeps_the_latest_log_of_a_run_folder(runs_dir):
 
 
 def test_summary_round_trip_keeps_the_record():
-    record = {"model": "m", "zeroshot": {"piqa": {"value": 0.5, "stderr": 0.01}, "limit": None},
+    record = {"model": "m", "zeroshot": {"piqa": {"value": 0.5, "stderr": 0.01}, "limit": 100},
               "ks_per_layer": [0.1, 0.2], "throughput": {"settings": [{"batch_size": 1}]},
               "config": {"ratio": 0.3}}
     summary = results.summary_from_record(record, "/runs/x")
     assert summary["zeroshot/piqa/value"] == 0.5 and "config" not in str(list(summary))
     back = results.record_from_summary(summary)
     assert back == {**{k: v for k, v in record.items() if k != "config"}, "run_dir": "/runs/x"}
+    # None values are not stored (wandb drops them) and read back as missing
+    assert "dense" not in results.summary_from_record({**record, "dense": None}, "/runs/x")
 
 
 def test_run_row_reads_the_evaluation_record():
@@ -116,14 +118,19 @@ def test_run_row_reads_the_evaluation_record():
     assert (row["zs_avg"], row["zs_avg_stderr"], row["eval_limit"]) == (
         record["zeroshot"]["avg"], record["zeroshot"]["avg_stderr"], 100)
     assert (row["ppl_wikitext2"], row["dense_ppl_wikitext2"]) == (12.5, 10.0)
+    assert row["rft"] is None and math.isnan(row["rft_seconds"])
     assert row["throughput_settings_bs8_pruned_decode_tokens_per_s"] == 12.0
     assert row["throughput_ideal_speedup_decode"] == 1.28
+    assert (row["peak_memory_bytes_dense"], row["peak_memory_bytes_pruned"]) == (1000, 800)
+    assert math.isnan(row["peak_memory_bytes"])  # a dict here: its numbers have own columns
     assert results.speedup_columns(df) == [
         ("throughput_settings_bs8_speedup_decode", "throughput_ideal_speedup_decode"),
         ("throughput_settings_bs8_speedup_prefill", "throughput_ideal_speedup_prefill")]
     # scalar speedups (an older record shape) get the plain columns
-    flat = {**record, "throughput": {"speedup": 1.2, "ideal_speedup": 1.3}}
+    flat = {**record, "throughput": {"speedup": 1.2, "ideal_speedup": 1.3},
+            "rft": {"setting": "lora", "seconds": 7.0}}
     df = results.frame([results.run_row(flat, "/runs/y", None)])
+    assert (df["rft"].iloc[0], df["rft_seconds"].iloc[0]) == ("lora", 7.0)
     assert (df["speedup"].iloc[0], df["ideal_speedup"].iloc[0]) == (1.2, 1.3)
     assert results.speedup_columns(df) == [("speedup", "ideal_speedup")]
 
@@ -200,7 +207,8 @@ def test_zeroshot_table_puts_methods_side_by_side_with_the_paper():
     records = [eval_record("prunenet", 0.3, seed=0, scale=1.0),
                eval_record("prunenet", 0.3, seed=1, scale=0.9),
                eval_record("slicegpt", 0.3, seed=0, scale=0.8),
-               {**eval_record("prunenet", 0.2, scale=0.1), "policy_source": "/runs/other"}]
+               {**eval_record("prunenet", 0.2, scale=0.1), "policy_source": "/runs/other"},
+               {**eval_record("prunenet", 0.3, scale=0.95), "rft": {"setting": "lora"}}]
     runs = results.frame(results.run_row({**r, "model": "llama2_7b"}, f"/r{i}", None)
                          for i, r in enumerate(records))
     table = results.zeroshot_table(runs, ["llama2_7b"]).set_index("ratio")
@@ -210,6 +218,9 @@ def test_zeroshot_table_puts_methods_side_by_side_with_the_paper():
     assert table.loc[0.3, "prunenet n"] == 2
     assert table.loc[0.3, "prunenet avg"] == pytest.approx(100 * (0.52 + 0.9 * 0.52) / 2)
     assert table.loc[0.3, "slicegpt piqa"] == pytest.approx(100 * 0.8 * 0.5)
+    # recovery fine-tuned runs are a column group of their own, not averaged into the method
+    assert table.loc[0.3, "prunenet+lora n"] == 1
+    assert table.loc[0.3, "prunenet+lora avg"] == pytest.approx(100 * 0.95 * 0.52)
     assert table.loc[0.3, "dense avg"] == pytest.approx(60.0)
     for method in ("prunenet", "slicegpt"):
         for ratio in (0.2, 0.25, 0.3):
@@ -218,6 +229,7 @@ def test_zeroshot_table_puts_methods_side_by_side_with_the_paper():
     long = results.zeroshot_runs(runs, ["llama2_7b"])
     assert len(long) == len(records) * (len(paper.TASKS) + 1)
     assert set(long["metric"].dropna()) == set(paper.TASK_METRICS.values())
+    assert long["limit"].max() == 100
 
 
 def test_write_table_writes_csv_and_markdown(tmp_path):

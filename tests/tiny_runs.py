@@ -3,6 +3,7 @@ test_tracking.py and test_notebooks.py (read-only: tests that write into a run f
 
 Three tiny_llama PruneNet runs with eval=none: policies trained at ratios 0.1 and 0.2, and the
 0.1 policy reused at 0.2 (a transferred run). Each run folder also gets its FFN1 spectra.
+`eval_record` makes a synthetic record with every evaluation key instead.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "off
 
 def _run(overrides: list[str]) -> None:
     common = [f"model={MODEL}", "method.episodes=2", "eval=none"]
+    if "logger" in compose():  # wandb logging has tests of its own (test_tracking.py)
+        common.append("logger=none")
     subprocess.run([sys.executable, "src/run.py", *overrides, *common], cwd=REPO_ROOT,
                    env={**os.environ, **OFFLINE}, check=True, capture_output=True)
 
@@ -78,4 +81,6 @@ def eval_record(method="prunenet", ratio=0.3, seed=0, scale=1.0):
             "dense": {"zeroshot": {**tasks, "avg": 0.6}, "ppl_wikitext2": 10.0},
             "throughput": {"settings": [setting],
                            "ideal_speedup": {"prefill": 1.3, "decode": 1.28}, "device": "cpu"},
+            "peak_memory_bytes": {"dense": 1000, "pruned": 800, "batch_size": 8,
+                                  "method": "parameters + buffers + KV cache bytes"},
             "eval_seconds": 3.0}

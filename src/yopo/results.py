@@ -46,13 +46,15 @@ def _zeroshot_columns(prefix: str) -> list[str]:
     return cols + [f"{prefix}avg", f"{prefix}avg_stderr"]
 
 
-COLUMNS = (list(RECORD_COLUMNS) + ["policy_transferred"] + _zeroshot_columns("zs_")
+COLUMNS = (list(RECORD_COLUMNS) + ["policy_transferred", "rft", "rft_seconds"]
+           + _zeroshot_columns("zs_")
            + ["dense_ppl_wikitext2"] + _zeroshot_columns("dense_zs_")
            + ["eval_limit", "speedup", "ideal_speedup", "run_dir", "wandb_id"])
-STRING_COLUMNS = {"model", "method", "ratio_semantics", "policy_source", "device", "git_commit",
-                  "run_dir", "wandb_id", *(c for c in COLUMNS if c.endswith("_metric"))}
+STRING_COLUMNS = {"model", "method", "ratio_semantics", "policy_source", "rft", "device",
+                  "git_commit", "run_dir", "wandb_id",
+                  *(c for c in COLUMNS if c.endswith("_metric"))}
 INT_COLUMNS = {"seed", "params_dense", "params_pruned", "ffn_width_dense", "ffn_width_pruned",
-               "eval_limit"}
+               "eval_limit"}  # nullable integers (eval_limit stays float if a fraction)
 BOOL_COLUMNS = {"policy_transferred"}
 
 
@@ -63,14 +65,15 @@ class ResultsError(YopoError):
 # ---- record <-> wandb summary ---------------------------------------------------------------
 def summary_from_record(record: Mapping[str, Any], run_dir: str | os.PathLike) -> dict[str, Any]:
     """The wandb summary of a run: the record's nested dicts flattened to "a/b" keys (lists stay
-    lists), without the config (logged as the wandb config), plus the run folder."""
+    lists), without the config (logged as the wandb config) and without None values (wandb
+    drops them; a missing key reads back as None anyway), plus the run folder."""
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, Mapping) and value:
             for key, inner in value.items():
                 walk(f"{prefix}{SUMMARY_SEP}{key}" if prefix else str(key), inner)
-        else:
+        elif value is not None:
             flat[prefix] = value
 
     walk("", {k: v for k, v in record.items() if k != "config"})
@@ -132,6 +135,9 @@ def run_row(record: Mapping[str, Any], run_dir: str | None, wandb_id: str | None
     """The DataFrame row of one run record; every key of the record is optional."""
     row = {key: _scalar(record.get(key)) for key in RECORD_COLUMNS}
     row["policy_transferred"] = row["policy_source"] not in (None, "trained")
+    rft = record.get("rft") if isinstance(record.get("rft"), Mapping) else {}
+    row["rft"] = _scalar(rft.get("setting"))  # None: no recovery fine-tuning
+    row["rft_seconds"] = _scalar(rft.get("seconds"))
     zeroshot = record.get("zeroshot")
     row.update(_zeroshot_values(zeroshot, "zs_"))
     row["eval_limit"] = _scalar(zeroshot.get("limit")) if isinstance(zeroshot, Mapping) else None
@@ -168,7 +174,7 @@ def frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             df[col] = df[col].fillna(False).astype(bool)
         else:
             df[col] = pd.to_numeric(df[col], errors="coerce")
-            if col in INT_COLUMNS:
+            if col in INT_COLUMNS and (df[col].dropna() % 1 == 0).all():
                 df[col] = df[col].astype("Int64")
     if df.empty:
         return df
@@ -284,14 +290,18 @@ def layer_ks(runs: pd.DataFrame) -> pd.DataFrame:
 
 # ---- tables shared by notebooks -------------------------------------------------------------
 def zeroshot_table(runs: pd.DataFrame, models: Iterable[str]) -> pd.DataFrame:
-    """Model x ratio rows; per method, the number of runs and each task's accuracy and the
-    average in percent (mean over seeds); then the dense model and the paper's numbers.
+    """Model x ratio rows; per method (and RFT setting), the number of runs and each task's
+    accuracy and the average in percent (mean over seeds); then the dense model and the
+    paper's numbers.
 
     Rows: every ratio measured for the model (policies trained at that ratio; transferred
     policies are notebook 04's subject) plus every ratio the paper reports for it.
     """
     models = list(models)
     runs = runs[~runs["policy_transferred"] & runs["model"].isin(models)]
+    # a method with recovery fine-tuning is a column group of its own: "prunenet+lora"
+    runs = runs.assign(method=[m if rft is None else f"{m}+{rft}"
+                               for m, rft in zip(runs["method"], runs["rft"])])
     methods = sorted(runs["method"].unique())
     tasks = [*TASKS, "avg"]
     columns = ["model", "ratio", *(f"{m} {c}" for m in methods for c in ("n", *tasks)),
@@ -306,7 +316,7 @@ def zeroshot_table(runs: pd.DataFrame, models: Iterable[str]) -> pd.DataFrame:
         for ratio in sorted(ratios):
             at_ratio = measured[measured["ratio_target"].round(6) == ratio]
             row: dict[str, Any] = {"model": model, "ratio": ratio,
-                                   "eval limit": at_ratio["eval_limit"].max(),
+                                   "eval limit": at_ratio["eval_limit"].astype(float).max(),
                                    "dense avg": 100 * measured["dense_zs_avg"].mean(),
                                    "paper dense avg": paper.zeroshot(model, "dense", 0.0)["avg"],
                                    "paper prunenet+RFT avg": paper.recovery_avg(model, ratio, True)}
@@ -319,10 +329,8 @@ def zeroshot_table(runs: pd.DataFrame, models: Iterable[str]) -> pd.DataFrame:
                     row[f"{method} {task}"] = 100 * of_method[f"zs_{task}"].mean()
             rows.append(row)
     table = pd.DataFrame(rows, columns=columns)
-    numeric = {c: float for c in columns if c not in ("model", "eval limit")
-               and not c.endswith(" n")}
-    return table.astype({**numeric, "eval limit": "Int64",
-                         **{c: "Int64" for c in columns if c.endswith(" n")}})
+    return table.astype({c: "Int64" if c.endswith(" n") else float
+                         for c in columns if c != "model"})
 
 
 def zeroshot_runs(runs: pd.DataFrame, models: Iterable[str] | None = None) -> pd.DataFrame:
@@ -335,16 +343,17 @@ def zeroshot_runs(runs: pd.DataFrame, models: Iterable[str] | None = None) -> pd
         for task in (*TASKS, "avg"):
             if pd.isna(run.get(f"zs_{task}")):
                 continue
-            rows.append({"model": run["model"], "method": run["method"],
+            rows.append({"model": run["model"], "method": run["method"], "rft": run["rft"],
                          "ratio": run["ratio_target"], "seed": run["seed"],
                          "transferred": run["policy_transferred"], "task": task,
                          "metric": run.get(f"zs_{task}_metric"),
                          "accuracy": 100 * run[f"zs_{task}"],
                          "stderr": 100 * run[f"zs_{task}_stderr"],
                          "dense accuracy": 100 * run[f"dense_zs_{task}"],
-                         "limit": run["eval_limit"], "run_dir": run["run_dir"]})
-    return pd.DataFrame(rows, columns=["model", "method", "ratio", "seed", "transferred", "task",
-                                       "metric", "accuracy", "stderr", "dense accuracy",
+                         "limit": None if pd.isna(run["eval_limit"]) else float(run["eval_limit"]),
+                         "run_dir": run["run_dir"]})
+    return pd.DataFrame(rows, columns=["model", "method", "rft", "ratio", "seed", "transferred",
+                                       "task", "metric", "accuracy", "stderr", "dense accuracy",
                                        "limit", "run_dir"])
 
 

@@ -132,12 +132,13 @@ def log_run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike,
             metrics: Mapping[str, Any], spectra: Spectra | None = None) -> str | None:
     """Log a finished run as cfg.logger says; returns the wandb run id (None: not logged).
 
-    spectra defaults to the run folder's spectra.safetensors when one exists. Never raises
-    for a logging failure: it is reported on the log (error level) with the way to redo it.
+    spectra defaults to the run folder's spectra.safetensors when one exists. logger=none and
+    logger.mode=disabled log nothing. Never raises for a logging failure: it is reported on the
+    log (error level) with the way to redo it.
     """
     run_dir = Path(run_dir)
     logger = cfg.get("logger")
-    if logger is None or logger.get("backend") == "none":
+    if logger is None or logger.get("backend") == "none" or logger.get("mode") == "disabled":
         return None
     try:
         check_logger(logger)
@@ -145,7 +146,10 @@ def log_run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike,
                   else dict(cfg))
         if spectra is None and (run_dir / SPECTRA_FILE).exists():
             spectra = load_spectra(run_dir)
-        return _log_wandb(config["logger"], config, run_dir, metrics, spectra)
+        run_id = _log_wandb(config["logger"], config, run_dir, metrics, spectra)
+        log.info("wandb run %s logged (%s) into %s", run_id, config["logger"]["mode"],
+                 run_dir / WANDB_SUBDIR)
+        return run_id
     except Exception as err:  # the run's results are on disk: report, never lose or fail it
         bar = "!" * 78
         log.error("\n%s\nwandb logging FAILED for %s\n  %s: %s\nThe run's results are complete "
@@ -164,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     register_resolvers()
     failed = 0
     for run_dir in args.run_dirs:
+        if not (run_dir / METRICS_FILE).is_file():
+            print(f"{run_dir}: NOT logged: no {METRICS_FILE}, so not a complete run folder",
+                  file=sys.stderr)
+            failed += 1
+            continue
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
         cfg = OmegaConf.create(metrics.get("config") or {})
         if cfg.get("logger") is None or cfg.logger.get("backend") == "none":
