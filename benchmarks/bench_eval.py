@@ -1,0 +1,134 @@
+"""How long the zero-shot suite takes for the dense embedded model on this machine, and which
+batch size / dtype makes it fastest without changing the scores.
+
+    HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 .venv/bin/python benchmarks/bench_eval.py
+    ... bench_eval.py --limit 40 --configs float32:1 float32:16 bfloat16:16
+    ... bench_eval.py --full                 # the full five sets with conf/eval/default.yaml
+
+Per task and setting (dtype:batch_size) it runs the first --limit examples and prints
+loglikelihood requests per second (time inside the model's forward, from hooks), the task's
+score, and how far the per-request log-likelihoods and the per-example predictions move from the
+first setting. It then projects the full-suite time from each task's full request count.
+--full runs all five full sets in one lm-eval call with the default eval config and prints the
+measured wall time and scores. Timings on a shared CPU are noisy: repeat before concluding.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+from yopo.config import compose
+from yopo.eval.zeroshot import PAPER_METRICS, evaluate_zeroshot, run_lm_eval
+from yopo.models import load_model
+from yopo.tasks import local_data
+
+
+class ForwardTimer:
+    """Seconds spent in model.forward (lm-eval's own bookkeeping excluded)."""
+
+    def __init__(self, model):
+        self.seconds = 0.0
+        self._start = 0.0
+        model.register_forward_pre_hook(self._pre)
+        model.register_forward_hook(self._post)
+
+    def _pre(self, *_):
+        self._start = time.perf_counter()
+
+    def _post(self, *_):
+        self.seconds += time.perf_counter() - self._start
+
+
+def full_request_counts(data_dir) -> dict[str, int]:
+    """Loglikelihood requests of each full task: one per answer choice."""
+    counts = {}
+    for task in PAPER_METRICS:
+        split = next(iter(getattr(local_data, task)(data_dir).values()))
+        if task == "hellaswag":
+            counts[task] = sum(len(e) for e in split["endings"])
+        elif task.startswith("arc"):
+            counts[task] = sum(len(c["text"]) for c in split["choices"])
+        else:
+            counts[task] = 2 * len(split)
+    return counts
+
+
+def per_sample(results, name, metric):
+    """(log-likelihood of every request, per-example correctness) of one task's samples."""
+    samples = sorted(results["samples"][name], key=lambda s: s["doc_id"])
+    lls = [float(r[0][0]) for s in samples for r in s["resps"]]
+    return lls, [float(s[metric]) for s in samples]
+
+
+def subset_study(model, tokenizer, data_dir, limit, configs):
+    timer = ForwardTimer(model)
+    counts = full_request_counts(data_dir)
+    reference = {}
+    projected = {}
+    print(f"{'task':14s} {'setting':14s} {'requests':>8s} {'req/s':>7s} {'score':>6s} "
+          f"{'max|dLL|':>9s} {'changed':>7s}")
+    for config in configs:
+        dtype, batch = config.split(":")
+        batch = batch if batch == "auto" else int(batch)
+        total = 0.0
+        for task, metric in PAPER_METRICS.items():
+            timer.seconds = 0.0
+            results, (name,) = run_lm_eval(model, tokenizer, [task], data_dir=data_dir,
+                                           limit=limit, batch_size=batch, dtype=dtype,
+                                           log_samples=True)
+            lls, correct = per_sample(results, name, metric)
+            rate = len(lls) / timer.seconds
+            total += counts[task] / rate
+            score = sum(correct) / len(correct)
+            ref_lls, ref_correct = reference.setdefault(task, (lls, correct))
+            d_ll = max(abs(a - b) for a, b in zip(lls, ref_lls))
+            changed = sum(a != b for a, b in zip(correct, ref_correct))
+            print(f"{task:14s} {config:14s} {len(lls):8d} {rate:7.1f} {score:6.3f} "
+                  f"{d_ll:9.2e} {changed:7d}", flush=True)
+        projected[config] = total
+    print(f"\nfull-suite requests: {sum(counts.values())} {counts}")
+    for config, seconds in projected.items():
+        print(f"projected model time for the full five sets, {config}: {seconds / 60:.1f} min "
+              "(plus ~10 s of data loading per call)")
+
+
+def full_run(model, tokenizer, cfg):
+    e = cfg.eval
+    started = time.perf_counter()
+    scores = evaluate_zeroshot(model, tokenizer, list(e.tasks), source=e.source,
+                               data_dir=cfg.data.dir, limit=e.limit, batch_size=e.batch_size,
+                               dtype=e.dtype)
+    minutes = (time.perf_counter() - started) / 60
+    for task in e.tasks:
+        s = scores[task]
+        print(f"{task:14s} {s['metric']:8s} {s['value']:.4f} ± {s['stderr']:.4f} (n={s['n']})")
+    print(f"average {scores['avg']:.4f}")
+    print(f"full-suite evaluation time, dense {cfg.model.name}, dtype {e.dtype}, batch "
+          f"{e.batch_size}, {torch.get_num_threads()} threads: {minutes:.1f} min")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2_135m")
+    parser.add_argument("--limit", type=int, default=40, help="examples per task (subset study)")
+    parser.add_argument("--configs", nargs="+", default=["float32:1", "float32:16",
+                                                         "float32:64", "bfloat16:16"],
+                        help="dtype:batch_size settings; the first is the reference")
+    parser.add_argument("--full", action="store_true",
+                        help="run the full five sets with conf/eval/default.yaml instead")
+    args = parser.parse_args()
+    cfg = compose([f"model={args.model}", "eval=default"])
+    model, tokenizer = load_model(cfg.model, f"{cfg.paths.cache_dir}/models")
+    print(f"{cfg.model.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters,"
+          f" {torch.get_num_threads()} threads")
+    if args.full:
+        full_run(model, tokenizer, cfg)
+    else:
+        subset_study(model, tokenizer, cfg.data.dir, args.limit, args.configs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""WikiText-2 perplexity as pruning papers measure it (SparseGPT, Wanda, SliceGPT).
+
+The test text (yopo.data.wikitext2_text: rows joined with "\\n\\n") is tokenised once; the last
+`calibration_tokens` tokens are held out for calibration (yopo.data.split_calibration) and the
+rest is cut into non-overlapping chunks of `seqlen` tokens (a remainder shorter than seqlen is
+dropped). Perplexity = exp(mean next-token NLL over every predicted token of every chunk), each
+chunk read from scratch. This is *token* perplexity for the model's own tokenizer, not
+lm-eval's `wikitext` task (word perplexity over documents with a rolling window): the numbers of
+the two are not comparable.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..data import split_calibration, wikitext2_token_ids
+from ..errors import ConfigError
+
+
+def chunk_ids(ids: torch.Tensor, seqlen: int, max_chunks: int | None = None) -> torch.Tensor:
+    """Non-overlapping chunks [n, seqlen] of the 1-D ids (the remainder is dropped)."""
+    n = ids.numel() // seqlen
+    if max_chunks is not None:
+        n = min(n, int(max_chunks))
+    if n < 1:
+        raise ConfigError(f"perplexity: {ids.numel()} tokens make no chunk of seqlen={seqlen}; "
+                          "lower eval.perplexity.seqlen")
+    return ids[: n * seqlen].view(n, seqlen)
+
+
+@torch.inference_mode()
+def chunked_perplexity(model, chunks: torch.Tensor, batch_size: int = 1) -> dict[str, Any]:
+    """exp(mean NLL) of `model` over chunks [n, seqlen], each predicting its tokens 1..seqlen-1."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and chunks.shape[1] > limit:
+        raise ConfigError(f"perplexity: seqlen={chunks.shape[1]} exceeds the model's "
+                          f"{limit} positions; set eval.perplexity.seqlen<={limit}")
+    device = next(model.parameters()).device
+    nll_sum, predicted = 0.0, 0
+    for start in range(0, chunks.shape[0], batch_size):
+        batch = chunks[start:start + batch_size].to(device)  # [b, seqlen]
+        logits = model(batch, use_cache=False).logits[:, :-1]  # [b, seqlen-1, vocab]
+        nll_sum += F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten(),
+                                   reduction="sum").item()
+        predicted += batch[:, 1:].numel()
+    return {"value": math.exp(nll_sum / predicted), "chunks": int(chunks.shape[0]),
+            "seqlen": int(chunks.shape[1]), "tokens": predicted}
+
+
+def wikitext2_perplexity(model, tokenizer, data_dir, calibration_tokens: int, seqlen: int = 2048,
+                         max_chunks: int | None = None, batch_size: int = 1) -> dict[str, Any]:
+    """Token perplexity on the evaluation part of WikiText-2 test: {value, chunks, seqlen,
+    tokens (predicted), calibration_tokens (held out), seconds}."""
+    started = time.perf_counter()
+    _, evaluation = split_calibration(wikitext2_token_ids(tokenizer, data_dir), calibration_tokens)
+    result = chunked_perplexity(model, chunk_ids(evaluation, seqlen, max_chunks), batch_size)
+    return {**result, "calibration_tokens": calibration_tokens,
+            "seconds": time.perf_counter() - started}
