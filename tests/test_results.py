@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from yopo import paper, results
-from yopo.spectra import SPECTRA_FILE, SpectraError, load_spectra, save_spectra
+from yopo.adapters import get_adapter
+from yopo.config import compose
+from yopo.models import load_model
+from yopo.spectra import SPECTRA_FILE, SpectraError, ffn1_spectra, load_spectra, save_spectra
 from tiny_runs import RATIOS, TRANSFER, eval_record, run_dir, tiny_sweep
 
 
@@ -165,6 +168,16 @@ def test_spectra_agree_with_the_methods_own_ks(runs_dir):
         assert torch.all(spectra.dense[:, :-1] >= spectra.dense[:, 1:])  # descending
         # PruneNet measured KS on the kept rows; the spectra file on the saved, sliced model
         assert spectra.ks.tolist() == pytest.approx(m["ks_per_layer"], abs=1e-6)
+
+
+def test_ffn1_spectra_are_each_layers_singular_values():
+    cfg = compose(["model=tiny_llama"])
+    model, _ = load_model(cfg.model, cfg.paths.cache_dir)
+    adapter = get_adapter(model)
+    spectra = ffn1_spectra(model, adapter, layer_batch=2)  # 3 layers: batches of 2 and 1
+    reference = torch.stack([torch.linalg.svdvals(b.ffn1.detach().double())
+                             for b in adapter.blocks(model)]).float()
+    assert torch.allclose(spectra, reference, rtol=1e-5, atol=1e-6)
 
 
 def test_spectra_files_fail_clearly(tmp_path):
