@@ -182,6 +182,10 @@ def finetune(model: nn.Module, tokenizer, rft_cfg: Mapping[str, Any] | None,
     if not enabled(rft_cfg):
         return None
     check_config(rft_cfg)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and int(rft_cfg["seqlen"]) > limit:
+        raise ConfigError(f"rft.seqlen={rft_cfg['seqlen']} exceeds the model's {limit} "
+                          f"positions; set rft.seqlen<={limit}")
     started = time.perf_counter()
     ids = training_ids(tokenizer, rft_cfg, ctx)
     windows = sample_windows(ids, int(rft_cfg["seqlen"]), int(rft_cfg["samples"]),
