@@ -75,15 +75,19 @@ table
 
 # %%
 if pairs:
+    groups = list(runs.groupby(["model", "method"]))
+    colors = sns.color_palette(n_colors=len(groups))
     fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
     for ax, (measured, ideal) in zip(axes[0], pairs):
-        sns.lineplot(data=runs, x="ratio_target", y=measured, hue="method", style="model",
-                     markers=True, errorbar=None, ax=ax)
-        if ideal:
-            sns.lineplot(data=runs, x="ratio_target", y=ideal, hue="method", style="model",
-                         errorbar=None, ax=ax, linestyle="--", legend=False, alpha=0.6)
+        for color, ((model, method), group) in zip(colors, groups):
+            means = group.groupby("ratio_target")[[c for c in (measured, ideal) if c]].mean()
+            ax.plot(means.index, means[measured], marker="o", color=color,
+                    label=f"{model} / {method}")
+            if ideal:
+                ax.plot(means.index, means[ideal], linestyle="--", color=color, alpha=0.7)
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set(xlabel="ratio", ylabel="speedup (pruned / dense)",
-               title=measured.removeprefix("throughput_") + ("  (dashed: ideal)" if ideal else ""))
+               title=measured.removeprefix("throughput_") + ("\n(dashed: ideal)" if ideal else ""))
+        ax.legend(fontsize="small")
     fig.tight_layout()
     results.write_figure(fig, figures_dir, "03_speedup")

@@ -70,18 +70,18 @@ ks.pivot_table(index=["model", "method", "ratio_target", "policy_transferred"],
                columns="layer", values="ks") if not ks.empty else ks
 
 # %%
-if not ks.empty:
-    models = sorted(ks["model"].unique())
+trained = ks[ks["policy_transferred"].eq(False)]  # reused policies: notebook 04
+if not trained.empty:
+    models = sorted(trained["model"].unique())
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
-        sns.lineplot(data=ks[ks["model"] == model], x="layer", y="ks", hue="method",
+        sns.lineplot(data=trained[trained["model"] == model], x="layer", y="ks", hue="method",
                      style="ratio_target", markers=True, errorbar=None, ax=ax)
         ax.set(title=model, ylabel="KS(original, pruned)")
     fig.tight_layout()
     results.write_figure(fig, figures_dir, "06_ks_per_layer")
 
 # %%
-trained = ks[ks["policy_transferred"].eq(False)]
 for model in sorted(trained["model"].unique()):
     of_model = trained[trained["model"] == model]
     at = ratio if ratio is not None else of_model["ratio_target"].max()
