@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..adapters import FFNAdapter
 from ..errors import ConfigError
 from ..policy import RowPolicy, load_policy, save_policy
-from ..spectrum import ks_statistic, singular_values
+from ..spectrum import RowSubsetKS, check_spectrum_method, layer_batches
 from .base import NeuronSelectionMethod, PruneContext
 
 REWARDS = ("neg_ks", "inv_ks")
@@ -77,7 +77,8 @@ class PruneNet(NeuronSelectionMethod):
                  samples_per_episode: int = 4, lr: float = 1e-3, weight_decay: float = 0.01,
                  gamma: float = 0.9, reward: str = "neg_ks", depth_weight: str = "linear",
                  baseline: bool = True, final_mask: str = "topk", policy_dim: int = 64,
-                 spectrum: str = "gram"):
+                 spectrum: str = "gram", layer_batch: int = 4,
+                 spectrum_workers: int | None = None):
         super().__init__(name)
         for value, allowed, what in ((reward, REWARDS, "reward"),
                                      (depth_weight, DEPTH_WEIGHTS, "depth_weight"),
@@ -86,85 +87,109 @@ class PruneNet(NeuronSelectionMethod):
                 raise ConfigError(f"unknown {what} '{value}' (use one of {allowed})")
         if episodes < 1 or samples_per_episode < 1:
             raise ConfigError("episodes and samples_per_episode must be at least 1")
+        if layer_batch < 1 or (spectrum_workers is not None and spectrum_workers < 1):
+            raise ConfigError("layer_batch and spectrum_workers must be positive integers "
+                              "(spectrum_workers: null picks a default)")
         self.policy_path = policy
         self.episodes, self.samples, self.lr, self.weight_decay = (
             episodes, samples_per_episode, lr, weight_decay)
         self.gamma, self.reward, self.depth_weight, self.baseline = (
             gamma, reward, depth_weight, baseline)
-        self.final_mask, self.policy_dim, self.spectrum = final_mask, policy_dim, spectrum
+        self.final_mask, self.policy_dim = final_mask, policy_dim
+        self.spectrum = check_spectrum_method(spectrum)
+        self.layer_batch, self.spectrum_workers = layer_batch, spectrum_workers
 
     # ---- the pieces ---------------------------------------------------------------------------
-    def _ks(self, weights: torch.Tensor, keep: torch.Tensor, svals: torch.Tensor) -> torch.Tensor:
-        """KS per layer between the dense spectra svals [L, d'] and those of the kept rows.
+    def penalty(self, layers: Sequence[torch.Tensor], k: int, device) -> RowSubsetKS:
+        """KS per layer of keeping k rows of each FFN1 matrix (layers: L tensors [m, d])."""
+        return RowSubsetKS(layers, k, self.spectrum, device, self.layer_batch,
+                           self.spectrum_workers)
 
-        weights [L, m, d]; keep [..., L, k] -> [..., L]."""
-        rows = torch.gather(weights.expand(*keep.shape[:-1], *weights.shape[-2:]), -2,
-                            keep.unsqueeze(-1).expand(*keep.shape, weights.shape[-1]))
-        return ks_statistic(svals.expand(*keep.shape[:-1], svals.shape[-1]),
-                            singular_values(rows, self.spectrum))
+    def _scores(self, policy: RowPolicy, layers: Sequence[torch.Tensor], batch: range,
+                device: torch.device) -> torch.Tensor:
+        """Scores [B, m] of the rows of layers[batch] ([m, d] each): only layer_batch layers are
+        ever copied to float32 (and kept for the backward pass) at a time."""
+        return policy(torch.stack([layers[i].detach() for i in batch]).to(device, torch.float32))
+
+    def _all_scores(self, policy: RowPolicy, layers: Sequence[torch.Tensor],
+                    device: torch.device) -> torch.Tensor:
+        return torch.cat([self._scores(policy, layers, batch, device)
+                          for batch in layer_batches(len(layers), self.layer_batch)])  # [L, m]
 
     def _rewards(self, ks: torch.Tensor) -> torch.Tensor:
         return -ks if self.reward == "neg_ks" else 1.0 / ks.clamp_min(1e-6)
 
-    def train(self, weights: torch.Tensor, k: int, ctx: PruneContext
-              ) -> tuple[RowPolicy, dict[str, Any]]:
-        """REINFORCE on the stacked FFN1 matrices weights [L, m, d]."""
+    def train(self, layers: Sequence[torch.Tensor], k: int, ctx: PruneContext,
+              penalty: RowSubsetKS | None = None) -> tuple[RowPolicy, dict[str, Any]]:
+        """REINFORCE on the FFN1 matrices `layers` (L tensors [m, d], or a stack [L, m, d]).
+
+        An episode: scores [L, m] without gradients; the greedy top-k [L, k] and S sampled keep
+        sets [S, L, k] are judged in one batched KS call; then each layer's log-probability is
+        recomputed with gradients and back-propagated a layer batch at a time (the loss is a sum
+        over layers), so memory never holds more than layer_batch layers' activations.
+        """
+        layers = list(layers)
+        device = torch.device(ctx.device)
+        penalty = penalty or self.penalty(layers, k, device)
         torch.manual_seed(ctx.seed)
-        gen = torch.Generator(device=weights.device).manual_seed(ctx.seed)
-        num_layers = weights.shape[0]
-        policy = RowPolicy(weights.shape[-1], self.policy_dim).to(weights.device)
+        gen = torch.Generator(device=device).manual_seed(ctx.seed)
+        num_layers, samples = len(layers), self.samples
+        policy = RowPolicy(layers[0].shape[-1], self.policy_dim).to(device)
         opt = torch.optim.AdamW(policy.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        svals = singular_values(weights, self.spectrum)  # [L, d']
-        layer_w = depth_weights(num_layers, self.depth_weight, self.gamma).to(weights.device)
+        layer_w = depth_weights(num_layers, self.depth_weight, self.gamma).to(device)
         ema = None
         best_state, best_ks, history = None, float("inf"), []
         for _ in tqdm(range(self.episodes), desc="policy episodes", leave=False):
-            scores = policy(weights)  # [L, m]
             with torch.no_grad():
-                greedy_ks = self._ks(weights, scores.topk(k, dim=-1).indices, svals).mean().item()
+                scores = self._all_scores(policy, layers, device)  # [L, m]
+                order = gumbel_topk(scores.expand(samples, -1, -1), k, gen)  # [S, L, k]
+                ks = penalty(torch.cat([scores.topk(k, dim=-1).indices[None], order]))
+            greedy_ks = ks[0].mean().item()  # [1 + S, L]: row 0 is the greedy top-k
             history.append(greedy_ks)
             if greedy_ks < best_ks:  # this state is the one that produced greedy_ks
                 best_ks, best_state = greedy_ks, copy.deepcopy(policy.state_dict())
-            sample_scores = scores.unsqueeze(0).expand(self.samples, -1, -1)  # [S, L, m]
-            order = gumbel_topk(sample_scores, k, gen)  # [S, L, k]
-            log_prob = plackett_luce_log_prob(sample_scores, order)  # [S, L]
-            with torch.no_grad():
-                returns = discounted_returns(self._rewards(self._ks(weights, order, svals)),
-                                             self.gamma)  # [S, L]
-                if not self.baseline:
-                    advantage = returns
-                elif self.samples > 1:  # leave-one-out mean of the other samples
-                    advantage = (returns - (returns.sum(0) - returns) / (self.samples - 1))
-                else:  # running mean per layer
-                    ema = returns[0] if ema is None else 0.9 * ema + 0.1 * returns[0]
-                    advantage = returns - ema
-            loss = -(layer_w * advantage * log_prob).mean()
+            returns = discounted_returns(self._rewards(ks[1:]), self.gamma)  # [S, L]
+            if not self.baseline:
+                advantage = returns
+            elif samples > 1:  # leave-one-out mean of the other samples
+                advantage = returns - (returns.sum(0) - returns) / (samples - 1)
+            else:  # running mean per layer
+                ema = returns[0] if ema is None else 0.9 * ema + 0.1 * returns[0]
+                advantage = returns - ema
             opt.zero_grad()
-            loss.backward()
+            for batch in layer_batches(num_layers, self.layer_batch):
+                # loss = -mean over [S, L] of w * A * log P, summed here a layer batch at a time
+                i = slice(batch.start, batch.stop)
+                scores = self._scores(policy, layers, batch, device)  # [B, m]
+                log_prob = plackett_luce_log_prob(scores.expand(samples, -1, -1),
+                                                  order[:, i])  # [S, B]
+                loss = -(layer_w[i] * advantage[:, i] * log_prob).sum() / (samples * num_layers)
+                loss.backward()
             opt.step()
         with torch.no_grad():  # the state after the last update competes too
-            final_ks = self._ks(weights, policy(weights).topk(k, dim=-1).indices, svals).mean()
-        history.append(final_ks.item())
-        if final_ks.item() < best_ks:
-            best_ks, best_state = final_ks.item(), copy.deepcopy(policy.state_dict())
+            scores = self._all_scores(policy, layers, device)
+            final_ks = penalty(scores.topk(k, dim=-1).indices[None]).mean().item()
+        history.append(final_ks)
+        if final_ks < best_ks:
+            best_ks, best_state = final_ks, copy.deepcopy(policy.state_dict())
         policy.load_state_dict(best_state)
         return policy, {"ks_history": history, "ks_best_train": best_ks}
 
     # ---- the method interface -----------------------------------------------------------------
     def keep_indices(self, model: nn.Module, adapter: FFNAdapter, k: int, ctx: PruneContext):
-        # [L, m, d] stacked FFN1 matrices (all layers of a model share one shape)
-        weights = torch.stack([b.ffn1.detach() for b in adapter.blocks(model)]).float()
-        weights = weights.to(ctx.device)
+        layers = [b.ffn1.detach() for b in adapter.blocks(model)]  # L views [m, d], no copies
+        device = torch.device(ctx.device)
         started = time.perf_counter()
+        penalty = self.penalty(layers, k, device)
         if self.policy_path:
-            policy, meta = load_policy(self.policy_path, weights.shape[-1])
-            policy = policy.to(ctx.device)
+            policy, meta = load_policy(self.policy_path, layers[0].shape[-1])
+            policy = policy.to(device)
             report: dict[str, Any] = {"policy_source": str(self.policy_path),
                                       "policy_train_ratio": meta.get("train_ratio"),
                                       "policy_trained_on": meta.get("model"),
                                       "policy_train_seconds": 0.0}
         else:
-            policy, info = self.train(weights, k, ctx)
+            policy, info = self.train(layers, k, ctx, penalty)
             seconds = time.perf_counter() - started
             report = {"policy_source": "trained", "policy_train_ratio": ctx.ratio,
                       "policy_train_seconds": seconds, **info}
@@ -173,14 +198,13 @@ class PruneNet(NeuronSelectionMethod):
                     "model": ctx.model_name, "train_ratio": ctx.ratio, "seed": ctx.seed,
                     "episodes": self.episodes, "train_seconds": seconds, **info})
         with torch.no_grad():
-            scores = policy(weights)  # [L, m]
+            scores = self._all_scores(policy, layers, device)  # [L, m]
             if self.final_mask == "topk":
                 keep = scores.topk(k, dim=-1).indices
             else:  # the reference code's random final draw
-                gen = torch.Generator(device=weights.device).manual_seed(ctx.seed)
+                gen = torch.Generator(device=device).manual_seed(ctx.seed)
                 keep = gumbel_topk(scores, k, gen)
-            svals = singular_values(weights, self.spectrum)
-            ks = self._ks(weights, keep, svals)
+            ks = penalty(keep[None])[0]  # [L]
         report.update(policy_params=policy.num_parameters(), ks_per_layer=ks.tolist(),
                       ks_mean_dense_vs_pruned=ks.mean().item())
         return [idx.cpu() for idx in keep], report
