@@ -53,7 +53,8 @@ def context(calibration_slice, ratio: float, seed: int = 0) -> PruneContext:
 
 def methods():
     return {"random": RandomNeurons(), "magnitude": MagnitudeNeurons(),
-            "activation": ActivationNeurons(**CALIBRATION), "slicegpt": SliceGPT(**CALIBRATION)}
+            "activation": ActivationNeurons(**CALIBRATION), "slicegpt": SliceGPT(**CALIBRATION),
+            "slicegpt_head_sliced": SliceGPT(slice_head=True, **CALIBRATION)}
 
 
 def checkpoint(method, model):
@@ -62,7 +63,8 @@ def checkpoint(method, model):
 
 
 # ---- every method on every family ---------------------------------------------------------------
-@pytest.mark.parametrize("method_name", ["random", "magnitude", "activation", "slicegpt"])
+@pytest.mark.parametrize("method_name", ["random", "magnitude", "activation", "slicegpt",
+                                         "slicegpt_head_sliced"])
 def test_method_prunes_every_family_and_reloads(tiny, method_name, calibration_slice, token_batch,
                                                 tmp_path):
     name, model, tokenizer, adapter = tiny
@@ -70,7 +72,7 @@ def test_method_prunes_every_family_and_reloads(tiny, method_name, calibration_s
     dense = count_parameters(model)
     report = method.prune(model, adapter, context(calibration_slice, 0.3))
     pruned = logits(model, token_batch)
-    if method_name == "slicegpt":
+    if method_name.startswith("slicegpt"):
         assert report["ratio_semantics"] == "hidden_dim"
         assert report["hidden_size_sliced"] == kept_width(model.config.hidden_size, 0.3)
     else:
@@ -125,7 +127,8 @@ def test_activation_scores_equal_a_direct_computation(token_batch):
     def record(i, mlp):
         def hook(module, args):  # h = act(gate(x)) * up(x) from the MLP's own input x
             x = args[0].double()
-            h = mlp.act_fn(x @ mlp.gate_proj.weight.double().T) * (x @ mlp.up_proj.weight.double().T)
+            gate, up = mlp.gate_proj.weight.double(), mlp.up_proj.weight.double()
+            h = mlp.act_fn(x @ gate.T) * (x @ up.T)
             sums[i] += h.pow(2).sum((0, 1))
         return hook
 
@@ -134,32 +137,36 @@ def test_activation_scores_equal_a_direct_computation(token_batch):
         model(token_batch)
     for handle in handles:
         handle.remove()
-    direct = sums.sqrt() * torch.stack([l.mlp.down_proj.weight.double().norm(dim=0) for l in layers])
+    columns = torch.stack([layer.mlp.down_proj.weight.double().norm(dim=0) for layer in layers])
+    direct = sums.sqrt() * columns
     scores = activation_scores(model, get_adapter(model), token_batch, "cpu")
     torch.testing.assert_close(scores, direct, rtol=1e-4, atol=1e-8)
 
 
 # ---- SliceGPT ------------------------------------------------------------------------------------
-def sliced_parameter_count(config, d: int) -> int:
+def sliced_parameter_count(config, d: int, head: int) -> int:
     """The parameters of a model whose residual stream is sliced from D to d, derived from the
     architecture: every linear reading the stream keeps d of its D input columns, every writer
     d of its D output rows (and bias entries); norms lose their weights (folded); each branch
     gains a d x d shortcut (LLaMA/OPT: two per layer, Phi: one, attention and MLP are
-    parallel); the head is untied (V d) and, where a LayerNorm bias was folded into it, has a
-    bias (V)."""
+    parallel); the head is untied and reads `head` (d, or D when unsliced: then the last
+    branch's writers keep D rows and its shortcut is d x D); where a LayerNorm bias was folded
+    into the head, it has a bias (V)."""
     v, hidden, layers = config.vocab_size, config.hidden_size, config.num_hidden_layers
     if config.model_type == "llama":
         head_dim = hidden // config.num_attention_heads
         q, kv, m = hidden, config.num_key_value_heads * head_dim, config.intermediate_size
         per_layer = d * (q + 2 * kv) + q * d + 3 * m * d + 2 * d * d
-        return 2 * v * d + layers * per_layer
+        return v * d + v * head + layers * per_layer + (head - d) * (m + d)  # last: down, S
     m = config.intermediate_size if config.model_type == "phi" else config.ffn_dim
     attention = 3 * (hidden * d + hidden) + (hidden * d + d)  # q, k, v + biases; out + bias
     mlp = (m * d + m) + (m * d + d)  # fc1 + bias, fc2 + bias
-    if config.model_type == "phi":
-        return 2 * v * d + v + layers * (attention + mlp + d * d)
+    if config.model_type == "phi":  # the last branch writes with dense and fc2
+        return (v * d + v * head + v + layers * (attention + mlp + d * d)
+                + (head - d) * ((hidden + 1) + (m + 1) + d))
     positions = config.max_position_embeddings + 2  # OPT's learned positions are offset by 2
-    return (2 * v + positions) * d + v + layers * (attention + mlp + 2 * d * d)
+    return ((v + positions) * d + v * head + v + layers * (attention + mlp + 2 * d * d)
+            + (head - d) * ((m + 1) + d))
 
 
 def test_slicegpt_at_ratio_zero_reproduces_the_dense_logits(tiny, calibration_slice,
@@ -171,19 +178,22 @@ def test_slicegpt_at_ratio_zero_reproduces_the_dense_logits(tiny, calibration_sl
     sliced = logits(model, token_batch)
     assert ((sliced - dense).abs().max() / dense.abs().max()).item() < 1e-4
     hidden = model.config.hidden_size
-    assert count_parameters(model) == sliced_parameter_count(model.config, hidden)
+    assert count_parameters(model) == sliced_parameter_count(model.config, hidden, hidden)
     if name == "tiny_llama":  # tied embeddings: the head gets its own rotation, the model grows
         assert report["embeddings_untied"]
         assert model.lm_head.weight is not model.model.embed_tokens.weight
         assert count_parameters(model) > dense_params
 
 
-def test_slicegpt_parameter_count_follows_the_formula(tiny, calibration_slice):
+@pytest.mark.parametrize("slice_head", [False, True])
+def test_slicegpt_parameter_count_follows_the_formula(tiny, slice_head, calibration_slice):
     _, model, _, adapter = tiny
-    d = kept_width(model.config.hidden_size, 0.25)
-    report = SliceGPT(**CALIBRATION).prune(model, adapter, context(calibration_slice, 0.25))
-    assert report["hidden_size_sliced"] == d == 48
-    assert count_parameters(model) == sliced_parameter_count(model.config, d)
+    d, hidden = kept_width(model.config.hidden_size, 0.25), model.config.hidden_size
+    report = SliceGPT(slice_head=slice_head, **CALIBRATION).prune(
+        model, adapter, context(calibration_slice, 0.25))
+    head = d if slice_head else hidden
+    assert report["hidden_size_sliced"] == d == 48 and report["head_input_size"] == head
+    assert count_parameters(model) == sliced_parameter_count(model.config, d, head)
 
 
 def test_slicegpt_checkpoint_reloads_without_yopo(calibration_slice, token_batch, tmp_path):
@@ -216,7 +226,7 @@ def test_pipeline_records_slicegpt_semantics_and_parameters(tmp_path):
     metrics = run(cfg, tmp_path)
     model, _ = load_tiny("tiny_llama")
     assert metrics["ratio_semantics"] == "hidden_dim" and metrics["ratio_achieved"] == 0.25
-    assert metrics["params_pruned"] == sliced_parameter_count(model.config, 48)
+    assert metrics["params_pruned"] == sliced_parameter_count(model.config, 48, 64)
     assert metrics["calibration_tokens"] == 256
 
 
@@ -272,4 +282,4 @@ def test_slicegpt_on_smollm2_at_ratio_zero_reproduces_the_dense_logits():
     SliceGPT(calibration_tokens=512, calibration_seq_len=512).prune(model, get_adapter(model), ctx)
     sliced = logits(model, ids)
     assert ((sliced - dense).abs().max() / dense.abs().max()).item() < 1e-4
-    assert count_parameters(model) == sliced_parameter_count(model.config, 576)
+    assert count_parameters(model) == sliced_parameter_count(model.config, 576, 576)

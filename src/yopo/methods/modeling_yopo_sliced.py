@@ -9,11 +9,12 @@ the checkpoint's config names the modules to change. A sliced model is the origi
 - `shapes`: parameters whose shape changed (name -> shape). Linears that read the residual
   stream keep d' of its D input columns, linears and embeddings that write it d' rows/columns;
   a reader that had no bias may have gained one (a folded LayerNorm bias).
-- `norms`: every norm that reads the stream is a `SlicedNorm` (name -> eps, shortcut writer):
+- `norms`: every norm that reads the stream is a `SlicedNorm` (name -> SlicedNorm.spec()):
   an RMSNorm whose scale was folded into the linears behind it and that divides by the dense
   width D. A branch's norm also holds the branch's shortcut matrix S [d', d'] (Q_in^T Q_out,
   sliced): the stream that bypasses the branch is carried from the basis Q_in it was read in to
-  the basis Q_out the branch writes in.
+  the basis Q_out the branch writes in. With the head unsliced (SliceGPT's default), the last
+  layer writes all D coordinates and its shortcut is [d', D].
 """
 from __future__ import annotations
 
@@ -24,52 +25,85 @@ from transformers import (AutoConfig, AutoModelForCausalLM, GenerationMixin, Pre
 
 
 class SlicedNorm(nn.Module):
-    """x * rsqrt(sum(x^2) / dense_dim + eps) over the d' kept coordinates of x [..., d'].
+    """x * rsqrt(sum(x^2) / dense_dim + eps) over the d kept coordinates of x [..., d].
 
-    Dividing by the dense width D (not d') keeps the norm equal to the dense model's up to the
-    energy in the sliced-off directions. With `shortcut_dim`, the norm remembers the stream x it
-    read and `add_shortcut` (a forward hook on the branch's last writer) turns the layer's
-    `x + writer(...)` into `x @ S + writer(...)`.
+    Dividing by the dense width D (not d) keeps the norm equal to the dense model's up to the
+    energy in the sliced-off directions. Two jobs besides normalising:
+
+    - a branch's norm holds its shortcut S [d, d_out]: it remembers the stream x it read, and
+      `add_shortcut` (a forward hook on the branch's last writer) turns the layer's
+      `x + writer(...)` into `x @ S + writer(...)`;
+    - when the head is not sliced, the last layer writes d_out = D coordinates while the layer's
+      own residual add has only d: `take_overflow` (a hook on each of the last branch's writers,
+      run after the shortcut) passes the first d on and keeps the rest for the final norm, which
+      puts them back before normalising.
     """
 
-    def __init__(self, dense_dim: int, eps: float, shortcut_dim: int | None = None):
+    def __init__(self, dense_dim: int, eps: float, shortcut_shape: list[int] | None = None,
+                 shortcut_writer: str | None = None, overflow_writers: list[str] | None = None,
+                 stream_width: int | None = None):
         super().__init__()
         self.dense_dim, self.eps = dense_dim, eps
-        self.shortcut = (nn.Parameter(torch.empty(shortcut_dim, shortcut_dim))
-                         if shortcut_dim else None)
+        self.shortcut = (nn.Parameter(torch.empty(*shortcut_shape), requires_grad=False)
+                         if shortcut_shape else None)
+        self.shortcut_writer = shortcut_writer
+        self.overflow_writers = list(overflow_writers or [])
+        self.stream_width = stream_width
         self._stream: torch.Tensor | None = None
+        self._overflow: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.shortcut is not None:
             self._stream = x
+        if self._overflow is not None:  # [tokens, D - d] written by the last layer
+            x = torch.cat([x, self._overflow.reshape(*x.shape[:-1], -1).to(x.dtype)], dim=-1)
+            self._overflow = None
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).sum(-1, keepdim=True) / self.dense_dim + self.eps)
         return h.to(x.dtype)
 
     def add_shortcut(self, module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
-        """Forward hook: the layer adds x to the writer's output; adding x @ S - x makes it x @ S.
-        Computed in float32: x holds the stream's large values."""
+        """Forward hook: the layer adds x [.., d] to the writer's output [.., d_out]; adding
+        x @ S - x makes that x @ S. Float32: the stream holds large values."""
         x, self._stream = self._stream, None
         if x is None:
             raise RuntimeError("a shortcut writer ran before its branch's norm read the stream")
-        x32 = x.float()
-        return (output.float() + x32 @ self.shortcut.float() - x32).to(output.dtype)
+        carried = x.float() @ self.shortcut.float()  # [.., d_out]
+        carried[..., : x.shape[-1]] -= x.float()
+        return (output.float() + carried).to(output.dtype)
+
+    def take_overflow(self, module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook on a last-layer writer (output [.., D]): keep coordinates d.. here."""
+        rest = output[..., self.stream_width:]
+        self._overflow = rest if self._overflow is None else self._overflow + rest
+        return output[..., : self.stream_width]
+
+    def spec(self) -> dict:
+        """What install_norm needs to rebuild this norm (goes into the checkpoint's config)."""
+        return {"eps": self.eps,
+                "shortcut_shape": None if self.shortcut is None else list(self.shortcut.shape),
+                "shortcut_writer": self.shortcut_writer,
+                "overflow_writers": self.overflow_writers, "stream_width": self.stream_width}
 
     def extra_repr(self) -> str:
-        width = None if self.shortcut is None else self.shortcut.shape[0]
-        return f"dense_dim={self.dense_dim}, eps={self.eps}, shortcut={width}"
+        shape = None if self.shortcut is None else tuple(self.shortcut.shape)
+        return f"dense_dim={self.dense_dim}, eps={self.eps}, shortcut={shape}"
 
 
 def install_norm(model: nn.Module, name: str, dense_dim: int, eps: float,
-                 shortcut_writer: str | None = None, shortcut_dim: int | None = None
+                 shortcut_shape: list[int] | None = None, shortcut_writer: str | None = None,
+                 overflow_writers: list[str] | None = None, stream_width: int | None = None
                  ) -> SlicedNorm:
-    """Replace the module `name` by a SlicedNorm; hook its shortcut onto `shortcut_writer`."""
-    norm = SlicedNorm(dense_dim, eps, shortcut_dim if shortcut_writer else None)
-    norm.shortcut_writer = shortcut_writer
+    """Replace the module `name` by a SlicedNorm and hook it onto its writers."""
+    norm = SlicedNorm(dense_dim, eps, shortcut_shape, shortcut_writer, overflow_writers,
+                      stream_width)
     parent, _, attr = name.rpartition(".")
     setattr(model.get_submodule(parent), attr, norm)
-    if shortcut_writer:
-        model.get_submodule(shortcut_writer).register_forward_hook(norm.add_shortcut)
+    if shortcut_writer:  # prepended: the shortcut joins before any overflow is split off
+        model.get_submodule(shortcut_writer).register_forward_hook(norm.add_shortcut,
+                                                                   prepend=True)
+    for writer in norm.overflow_writers:
+        model.get_submodule(writer).register_forward_hook(norm.take_overflow)
     return norm
 
 
@@ -92,7 +126,7 @@ class SlicedConfig(PreTrainedConfig):
     dense_hidden_size: int = 0  # D
     hidden_size: int = 0  # d', the sliced width of the residual stream
     shapes: dict | None = None  # parameter name -> shape, where it differs from base_config's
-    norms: dict | None = None  # norm module name -> {"eps": float, "shortcut_writer": str|None}
+    norms: dict | None = None  # norm module name -> SlicedNorm.spec()
     vocab_size: int | None = None
     max_position_embeddings: int | None = None
     tie_word_embeddings: bool = False
@@ -112,8 +146,7 @@ class SlicedForCausalLM(PreTrainedModel, GenerationMixin):
             for name, shape in config.shapes.items():
                 set_parameter(base, name, torch.empty(shape))
             for name, spec in config.norms.items():
-                install_norm(base, name, config.dense_hidden_size, spec["eps"],
-                             spec["shortcut_writer"], config.hidden_size)
+                install_norm(base, name, config.dense_hidden_size, **spec)
         self.base = base
         self.post_init()
 
@@ -153,10 +186,9 @@ class SlicedForCausalLM(PreTrainedModel, GenerationMixin):
                              f"dense widths {sorted(dense_dims)}")
         config = SlicedConfig(
             base_config=base_config, dense_hidden_size=dense_dims.pop(), hidden_size=widths.pop(),
-            shapes=shapes, vocab_size=base_config.get("vocab_size"),
-            max_position_embeddings=base_config.get("max_position_embeddings"),
-            norms={name: {"eps": m.eps, "shortcut_writer": m.shortcut_writer}
-                   for name, m in norms.items()})
+            shapes=shapes, norms={name: m.spec() for name, m in norms.items()},
+            vocab_size=base_config.get("vocab_size"),
+            max_position_embeddings=base_config.get("max_position_embeddings"))
         return cls(config, base=model)
 
 

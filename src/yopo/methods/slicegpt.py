@@ -2,7 +2,9 @@
 components on calibration text and delete the least-used directions.
 
 The ratio is the fraction of the hidden dimension D removed: the stream keeps d' =
-kept_width(D, ratio, round_to) dimensions everywhere (embeddings, every layer, the head input).
+kept_width(D, ratio, round_to) dimensions from the embeddings through every layer. As in the
+authors' code (`do_slice_head=False`, what their published numbers use), the last layer's output,
+the final norm and the head keep all D dimensions unless `slice_head=true`.
 
 1. Untie the embeddings and the head: they will be rotated by different matrices.
 2. Fold every norm that reads the stream into the linears behind it (`readers`): W <- W diag(g),
@@ -16,13 +18,15 @@ kept_width(D, ratio, round_to) dimensions everywhere (embeddings, every layer, t
    the branch's readers W Q, the previous branch's writers Q^T W. The stream that bypasses a branch
    goes from the branch's input basis Q_in to its output basis Q_out: shortcut S = Q_in^T Q_out.
    Until the end, slicing is done by zeroing: the rotations use Q with columns d'.. set to 0.
+   Each place's stream is computed with everything before it already rotated and sliced.
 4. Cut every matrix to d' (readers' columns, writers' rows, embeddings' columns, shortcuts).
 
 With ratio 0 nothing is cut and the logits equal the dense ones up to float error. The result is
 a `SlicedForCausalLM` checkpoint (modeling_yopo_sliced.py travels with it). Parameters: the
 stream-facing side of every linear shrinks from D to d', norms lose their weights, each branch
-gains a d' x d' shortcut, and an untied head adds V d': tied-embedding models (SmolLM2) grow at
-small ratios. Family-specific names come from adapter.residual_layout.
+gains a d' x d' shortcut (d' x D for the last with an unsliced head), and an untied head adds
+V D (V d' if sliced): tied-embedding models (SmolLM2) grow at small ratios.
+Family-specific names come from adapter.residual_layout.
 """
 from __future__ import annotations
 
@@ -86,12 +90,11 @@ def fold_norms(model: nn.Module, layout: ResidualLayout, dense_dim: int) -> None
             if bias is not None:
                 _set(model, f"{name}.bias", bias, linear.weight)
         norm = install_norm(model, branch.norm, dense_dim, layout.norm_eps,
-                            shortcut_writer=branch.writers[-1] if branch.writers else None,
-                            shortcut_dim=dense_dim)
+                            shortcut_shape=[dense_dim, dense_dim] if branch.writers else None,
+                            shortcut_writer=branch.writers[-1] if branch.writers else None)
         if norm.shortcut is not None:  # identity until the branch is rotated
             like = model.get_submodule(branch.readers[0]).weight
-            norm.shortcut = nn.Parameter(torch.eye(dense_dim, dtype=like.dtype, device=like.device),
-                                         requires_grad=False)
+            set_shortcut(model, branch.norm, torch.eye(dense_dim, device=like.device), like.dtype)
     if layout.norm_kind == "layernorm":  # centre everything written to the stream
         for name in layout.embeddings:  # rows [V, D] are stream vectors
             e = _weight(model, name)
@@ -130,9 +133,11 @@ def rotate_writers(model: nn.Module, names: list[str], q: torch.Tensor) -> None:
             _set(model, f"{name}.bias", linear.bias.detach().double() @ q, linear.weight)
 
 
-def set_shortcut(model: nn.Module, norm_name: str, matrix: torch.Tensor) -> None:
+def set_shortcut(model: nn.Module, norm_name: str, matrix: torch.Tensor,
+                 dtype: torch.dtype | None = None) -> None:
     norm = model.get_submodule(norm_name)
-    norm.shortcut = nn.Parameter(matrix.to(norm.shortcut.dtype), requires_grad=False)
+    dtype = dtype or norm.shortcut.dtype
+    norm.shortcut = nn.Parameter(matrix.to(dtype).contiguous(), requires_grad=False)
 
 
 def layer_inputs(model: nn.Module, layer: nn.Module, batches: torch.Tensor, device: str
@@ -194,8 +199,10 @@ def second_moment(streams: list[torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def rotate_and_slice(model: nn.Module, adapter: FFNAdapter, layout: ResidualLayout,
-                     batches: torch.Tensor, width: int, device: str) -> list[float]:
-    """Steps 3 and 4 of the module docstring, in place, on a model with folded norms.
+                     batches: torch.Tensor, width: int, head_width: int, device: str
+                     ) -> list[float]:
+    """Steps 3 and 4 of the module docstring, in place, on a model with folded norms. The head
+    input (the last layer's output) keeps head_width dimensions (width or all D).
     Returns the fraction of the stream's energy kept at each place, in order."""
     layers = adapter.decoder_layers(model)
     inputs = layer_inputs(model, layers[0], batches, device)
@@ -211,41 +218,51 @@ def rotate_and_slice(model: nn.Module, adapter: FFNAdapter, layout: ResidualLayo
             set_shortcut(model, branch.norm, q.T)  # the bypass returns to the original basis
             nxt = model.get_submodule(branches[j + 1].norm) if j + 1 < len(branches) else None
             streams = run_layer(layer, inputs, stop_at=nxt)  # original basis [.., D]
-            q_out, kept = principal_basis(second_moment(streams), width)
+            last = layer is layers[-1] and nxt is None
+            q_out, kept = principal_basis(second_moment(streams), head_width if last else width)
             energy.append(kept)
             rotate_writers(model, branch.writers, q_out)
             set_shortcut(model, branch.norm, q.T @ q_out)
             q = q_out
         inputs = [(s, args, kwargs) for s, (_, args, kwargs) in zip(streams, inputs)]
     rotate_readers(model, [layout.head], q)
-    slice_stream(model, layout, width)
+    slice_stream(model, layout, width, head_width)
     return energy
 
 
-def slice_stream(model: nn.Module, layout: ResidualLayout, width: int) -> None:
-    """Cut the zeroed directions: every matrix keeps d' = width of its stream-facing D."""
+def slice_stream(model: nn.Module, layout: ResidualLayout, width: int, head_width: int) -> None:
+    """Cut the zeroed directions: every matrix keeps `width` of its stream-facing D, except
+    that the last layer's writers and the head keep head_width."""
     for name in layout.embeddings:
         e = model.get_submodule(name).weight.detach()
         set_parameter(model, f"{name}.weight", e[:, :width].contiguous())
-    for branch in _branches_and_head(layout):
+    branches = _branches_and_head(layout)
+    last = branches[-2]  # the last layer's last branch writes the head's input
+    for branch in branches:
+        read = head_width if branch is branches[-1] else width
+        written = head_width if branch is last else width
         for name in branch.readers:
             w = model.get_submodule(name).weight.detach()
-            set_parameter(model, f"{name}.weight", w[:, :width].contiguous())
+            set_parameter(model, f"{name}.weight", w[:, :read].contiguous())
         for name in branch.writers:
             linear = model.get_submodule(name)
-            set_parameter(model, f"{name}.weight", linear.weight.detach()[:width].contiguous())
+            set_parameter(model, f"{name}.weight", linear.weight.detach()[:written].contiguous())
             if linear.bias is not None:
-                set_parameter(model, f"{name}.bias", linear.bias.detach()[:width].contiguous())
+                set_parameter(model, f"{name}.bias", linear.bias.detach()[:written].contiguous())
         norm = model.get_submodule(branch.norm)
         if norm.shortcut is not None:
-            norm.shortcut = nn.Parameter(norm.shortcut.detach()[:width, :width].contiguous(),
-                                         requires_grad=False)
+            set_shortcut(model, branch.norm, norm.shortcut.detach()[:width, :written])
+    if head_width > width:  # the last layer's extra coordinates go around its residual add
+        install_norm(model, layout.final_norm, model.get_submodule(layout.final_norm).dense_dim,
+                     layout.norm_eps, overflow_writers=last.writers, stream_width=width)
 
 
 class SliceGPT(PruningMethod):
-    def __init__(self, name: str = "slicegpt", *, calibration_source: str = "local",
-                 calibration_tokens: int = 32768, calibration_seq_len: int = 2048):
+    def __init__(self, name: str = "slicegpt", *, slice_head: bool = False,
+                 calibration_source: str = "local", calibration_tokens: int = 32768,
+                 calibration_seq_len: int = 2048):
         super().__init__(name)
+        self.slice_head = bool(slice_head)
         self.calibration = Calibration(calibration_source, int(calibration_tokens),
                                        int(calibration_seq_len))
 
@@ -253,13 +270,15 @@ class SliceGPT(PruningMethod):
         layout = adapter.residual_layout(model)  # fails early on unsupported architectures
         dense_dim = adapter.hidden_size(model)
         width = kept_width(dense_dim, ctx.ratio, ctx.round_to)
+        head_width = width if self.slice_head else dense_dim
         batches = self.calibration.batches(ctx)
         untied = untie_head(model, layout)
         fold_norms(model, layout, dense_dim)
-        energy = rotate_and_slice(model, adapter, layout, batches, width, ctx.device)
+        energy = rotate_and_slice(model, adapter, layout, batches, width, head_width, ctx.device)
         return {"ratio_semantics": "hidden_dim", "ratio_achieved": 1.0 - width / dense_dim,
                 "hidden_size_dense": dense_dim, "hidden_size_sliced": width,
-                "embeddings_untied": untied, **self.calibration.report(),
+                "head_input_size": head_width, "embeddings_untied": untied,
+                **self.calibration.report(),
                 "pca_energy_kept": energy, "pca_energy_kept_min": min(energy)}
 
     def checkpoint_model(self, model: nn.Module) -> SlicedForCausalLM:
