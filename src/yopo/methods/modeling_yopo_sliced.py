@@ -164,8 +164,9 @@ class SlicedForCausalLM(PreTrainedModel, GenerationMixin):
     def forward(self, *args, **kwargs):
         return self.base(*args, **kwargs)
 
-    def prepare_inputs_for_generation(self, *args, **kwargs):
-        return self.base.prepare_inputs_for_generation(*args, **kwargs)
+    def generate(self, *args, **kwargs):
+        """The base model generates: its config describes the layers and the cache."""
+        return self.base.generate(*args, **kwargs)
 
     @classmethod
     def wrap(cls, model: nn.Module) -> "SlicedForCausalLM":
