@@ -36,8 +36,13 @@ def check_spectrum_method(method: str) -> str:
     return method
 
 
+def default_workers(device: torch.device | str) -> int:
+    """Parallel solves when not configured: CUDA_EIGEN_STREAMS on a GPU, else torch's threads."""
+    return CUDA_EIGEN_STREAMS if torch.device(device).type == "cuda" else torch.get_num_threads()
+
+
 @contextmanager
-def _single_threaded_torch() -> Iterator[None]:
+def single_threaded_torch() -> Iterator[None]:
     """Run torch (and its BLAS/LAPACK) on one intra-op thread inside the block."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -57,21 +62,21 @@ def parallel_map(fn: Callable[[T], torch.Tensor], items: Sequence[T],
     thread that is descheduled stalls the rest, which made an eigen-solve of n=576 15-30x
     slower than one thread (0.7-1.4 s against 0.047 s at a load of 9 on 2 cores). Independent
     problems on single-threaded workers never wait for each other, and are as fast on a quiet
-    machine. Default workers: torch.get_num_threads().
+    machine.
     CUDA: every worker queues its work on its own stream, so that latency-bound solves
-    (cuSOLVER's eigen-solver blocks its calling thread) overlap; default CUDA_EIGEN_STREAMS.
+    (cuSOLVER's eigen-solver blocks its calling thread) overlap.
+    Default workers: default_workers(device).
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
-    if workers is None:
-        workers = CUDA_EIGEN_STREAMS if cuda else torch.get_num_threads()
+    workers = default_workers(device) if workers is None else workers
     workers = max(1, min(workers, len(items)))
     if workers == 1:
         return [fn(item) for item in items]
     bounds = [len(items) * w // workers for w in range(workers + 1)]
     groups = [items[a:b] for a, b in zip(bounds, bounds[1:])]
     if not cuda:
-        with _single_threaded_torch(), ThreadPoolExecutor(workers) as pool:
+        with single_threaded_torch(), ThreadPoolExecutor(workers) as pool:
             return [out for group in pool.map(lambda g: [fn(x) for x in g], groups)
                     for out in group]
     main = torch.cuda.current_stream(device)
@@ -176,7 +181,8 @@ class RowSubsetKS:
             raise ValueError(f"layers must be 2-D matrices of one shape, got {sorted(shapes)}")
         self.layers, self.k = list(layers), int(keep_count)
         self.method, self.device = check_spectrum_method(method), torch.device(device)
-        self.layer_batch, self.workers = layer_batch, workers
+        self.layer_batch = layer_batch
+        self.workers = default_workers(device) if workers is None else workers
         self.rows, self.cols = next(iter(shapes))
         if not 0 < self.k <= self.rows:
             raise ValueError(f"cannot keep {self.k} of {self.rows} rows")
@@ -190,7 +196,7 @@ class RowSubsetKS:
                 dense.append(torch.linalg.svdvals(weights.float()))
                 continue
             grams = gram_matrix(weights)  # [B, n, n], n = min(m, d)
-            dense.append(gram_singular_values(grams, workers=workers))
+            dense.append(gram_singular_values(grams, workers=self.workers))
             if self.subtract_dropped:  # n = d here since m > k >= d
                 pin = self.device.type == "cuda"
                 self.full_grams += [g.to("cpu").pin_memory() if pin else g.to("cpu")

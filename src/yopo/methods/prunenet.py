@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import nullcontext
 from typing import Any, Sequence
 
 import torch
@@ -23,7 +24,8 @@ from tqdm.auto import tqdm
 from ..adapters import FFNAdapter
 from ..errors import ConfigError
 from ..policy import RowPolicy, load_policy, save_policy
-from ..spectrum import RowSubsetKS, check_spectrum_method, layer_batches
+from ..spectrum import (RowSubsetKS, check_spectrum_method, default_workers, layer_batches,
+                        single_threaded_torch)
 from .base import NeuronSelectionMethod, PruneContext
 
 REWARDS = ("neg_ks", "inv_ks")
@@ -103,7 +105,15 @@ class PruneNet(NeuronSelectionMethod):
     def penalty(self, layers: Sequence[torch.Tensor], k: int, device) -> RowSubsetKS:
         """KS per layer of keeping k rows of each FFN1 matrix (layers: L tensors [m, d])."""
         return RowSubsetKS(layers, k, self.spectrum, device, self.layer_batch,
-                           self.spectrum_workers)
+                           self.spectrum_workers or default_workers(device))
+
+    @staticmethod
+    def _threads(device: torch.device):
+        """On a CPU, the penalty's workers solve independent spectra in parallel and every other
+        op (the policy's) runs on one thread: on cores shared with other work, intra-op threads
+        stall each other (SmolLM2 policy passes: ~4.5 s an episode on 2 threads at a load of
+        10; about a tenth of that on one)."""
+        return single_threaded_torch() if device.type == "cpu" else nullcontext()
 
     def _scores(self, policy: RowPolicy, layers: Sequence[torch.Tensor], batch: range,
                 device: torch.device) -> torch.Tensor:
@@ -130,7 +140,14 @@ class PruneNet(NeuronSelectionMethod):
         """
         layers = list(layers)
         device = torch.device(ctx.device)
-        penalty = penalty or self.penalty(layers, k, device)
+        if penalty is None:
+            penalty = self.penalty(layers, k, device)
+        with self._threads(device):
+            return self._reinforce(layers, k, ctx, penalty, device)
+
+    def _reinforce(self, layers: list[torch.Tensor], k: int, ctx: PruneContext,
+                   penalty: RowSubsetKS, device: torch.device
+                   ) -> tuple[RowPolicy, dict[str, Any]]:
         torch.manual_seed(ctx.seed)
         gen = torch.Generator(device=device).manual_seed(ctx.seed)
         num_layers, samples = len(layers), self.samples
@@ -181,6 +198,23 @@ class PruneNet(NeuronSelectionMethod):
         device = torch.device(ctx.device)
         started = time.perf_counter()
         penalty = self.penalty(layers, k, device)
+        with self._threads(device):
+            policy, report = self._policy(layers, k, ctx, penalty, started)
+            scores = self._all_scores(policy, layers, device).detach()  # [L, m]
+            if self.final_mask == "topk":
+                keep = scores.topk(k, dim=-1).indices
+            else:  # the reference code's random final draw
+                gen = torch.Generator(device=device).manual_seed(ctx.seed)
+                keep = gumbel_topk(scores, k, gen)
+            ks = penalty(keep[None])[0]  # [L]
+        report.update(policy_params=policy.num_parameters(), ks_per_layer=ks.tolist(),
+                      ks_mean_dense_vs_pruned=ks.mean().item())
+        return [idx.cpu() for idx in keep], report
+
+    def _policy(self, layers: list[torch.Tensor], k: int, ctx: PruneContext,
+                penalty: RowSubsetKS, started: float) -> tuple[RowPolicy, dict[str, Any]]:
+        """The configured saved policy, or a newly trained one (saved to the run folder)."""
+        device = torch.device(ctx.device)
         if self.policy_path:
             policy, meta = load_policy(self.policy_path, layers[0].shape[-1])
             policy = policy.to(device)
@@ -197,14 +231,4 @@ class PruneNet(NeuronSelectionMethod):
                 save_policy(policy, ctx.run_dir, {
                     "model": ctx.model_name, "train_ratio": ctx.ratio, "seed": ctx.seed,
                     "episodes": self.episodes, "train_seconds": seconds, **info})
-        with torch.no_grad():
-            scores = self._all_scores(policy, layers, device)  # [L, m]
-            if self.final_mask == "topk":
-                keep = scores.topk(k, dim=-1).indices
-            else:  # the reference code's random final draw
-                gen = torch.Generator(device=device).manual_seed(ctx.seed)
-                keep = gumbel_topk(scores, k, gen)
-            ks = penalty(keep[None])[0]  # [L]
-        report.update(policy_params=policy.num_parameters(), ks_per_layer=ks.tolist(),
-                      ks_mean_dense_vs_pruned=ks.mean().item())
-        return [idx.cpu() for idx in keep], report
+        return policy, report
