@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--seqlen", type=int, default=512)
     parser.add_argument("--calibration-tokens", type=int, default=2048)
     parser.add_argument("--calibration-seqlen", type=int, default=512)
+    parser.add_argument("--dense", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure the dense model too (--no-dense when it is known)")
     args = parser.parse_args()
 
     base = compose([f"model={args.model}"])
@@ -46,15 +48,16 @@ def main() -> None:
                                       int(base.data.calibration_tokens))
     chunks = chunk_ids(evaluation, args.seqlen, args.chunks)
     params_dense = count_parameters(dense)
-    started = time.perf_counter()
-    ppl = chunked_perplexity(dense, chunks)["value"]
     print(f"# {args.model}: {chunks.shape[0]} chunks x {args.seqlen} tokens of WikiText-2 "
           f"(before the {base.data.calibration_tokens}-token calibration slice); calibration "
           f"{args.calibration_tokens} tokens in sequences of {args.calibration_seqlen}")
     print("| method | ratio | ratio of | params | removed | perplexity | prune s | eval s |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| dense | 0 | - | {params_dense:,} | 0.0% | {ppl:.2f} | - | "
-          f"{time.perf_counter() - started:.0f} |", flush=True)
+    if args.dense:
+        started = time.perf_counter()
+        ppl = chunked_perplexity(dense, chunks)["value"]
+        print(f"| dense | 0 | - | {params_dense:,} | 0.0% | {ppl:.2f} | - | "
+              f"{time.perf_counter() - started:.0f} |", flush=True)
     for name in args.methods:
         for ratio in args.ratios:
             cfg = compose([f"model={args.model}", f"method={name}", f"ratio={ratio}"])
