@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export WANDB_MODE ?= offline
 
-.PHONY: setup demo test clean-results
+.PHONY: setup demo test clean-results repro repro-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,3 +28,12 @@ test: setup
 
 clean-results:
 	rm -rf results/runs
+
+# The DVC pipelines (README: Experiment pipeline). The venv's tools come first on PATH.
+DVC_ENV := PATH=$(abspath $(VENV))/bin:$$PATH $(OFFLINE) DVC_NO_ANALYTICS=1 OMP_NUM_THREADS=1
+
+repro: setup
+	$(DVC_ENV) dvc repro
+
+repro-smoke: setup
+	$(DVC_ENV) dvc repro pipelines/smoke/dvc.yaml

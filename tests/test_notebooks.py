@@ -8,14 +8,13 @@ import jupytext
 import matplotlib
 import nbformat
 import pandas as pd
-import papermill
 import pytest
 
 from yopo import paper, results
-from yopo.config import REPO_ROOT
+from yopo.render import notebook_sources, render_notebook
 from tiny_runs import MODEL, RATIOS, TRANSFER, eval_record, run_dir, tiny_sweep
 
-NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+NOTEBOOKS = notebook_sources()
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +27,11 @@ def sweep(tmp_path_factory):
 
 
 def execute(name: str, runs_dir: Path, tables: Path, figures: Path, work: Path, **params):
-    """Run notebooks/<name>*.py with papermill; returns its printed output."""
+    """Run notebooks/<name>*.py as the render stage does; returns its printed output."""
     [source] = [p for p in NOTEBOOKS if p.name.startswith(name)]
-    ipynb = work / f"{source.stem}.ipynb"
-    jupytext.write(jupytext.read(source), ipynb)
-    done = work / f"{source.stem}.out.ipynb"
-    papermill.execute_notebook(str(ipynb), str(done), kernel_name="python3", cwd=str(work),
-                               progress_bar=False, parameters={
-                                   "runs_dir": str(runs_dir), "tables_dir": str(tables),
-                                   "figures_dir": str(figures), **params})
+    done = render_notebook(source, work / f"{source.stem}.out.ipynb", {
+        "runs_dir": str(runs_dir), "tables_dir": str(tables), "figures_dir": str(figures),
+        **params}, cwd=work)
     cells = nbformat.read(done, as_version=4).cells
     return "".join(out.get("text", "") for c in cells if c.cell_type == "code"
                    for out in c.get("outputs", []))

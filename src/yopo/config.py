@@ -11,7 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
 
 
-def run_name(ratio, seed, policy=None) -> str:
+def run_name(ratio, seed, policy=None, rft="none") -> str:
     """The run folder name below <runs_dir>/<model>/<method>/: one folder per setting, so a
     sweep that finds a finished folder can skip it. No '=' in it: a run folder is also what
     `policy=<folder>` takes on the command line, where '=' would need quoting."""
@@ -20,6 +20,8 @@ def run_name(ratio, seed, policy=None) -> str:
         source = Path(str(policy))
         source = source.parent if source.suffix == ".safetensors" else source
         name += "_policy-" + re.sub(r"[^A-Za-z0-9_.-]", "-", source.name)
+    if rft and rft != "none":  # recovery fine-tuning gives another model: another folder
+        name += f"_rft-{rft}"
     return name
 
 
