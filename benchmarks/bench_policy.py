@@ -1,0 +1,175 @@
+"""How long PruneNet takes to train its policy and prune: the fast spectrum path against the
+straightforward one (gather the kept rows, float32 SVD), timed in the same process.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_policy.py             # SmolLM2, 20 episodes
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_policy.py --case llama7b  # 7B shapes
+
+--case smollm2: the embedded model (30 layers, FFN1 [1536, 576]), full training at ratio 0.3.
+--case llama7b: LLaMA-2-7B-shaped FFN1 matrices [11008, 4096] in bfloat16, random with
+  log-normal row scales (row norms spread like a trained model's, ~e^(+-0.5)); on a CPU by
+  default 2 layers and 1 episode (one 32-layer episode would take about an hour here), and the
+  per-episode time is extrapolated to 32 layers; on a GPU all 32 layers and 20 episodes, the
+  straightforward path for --reference-episodes episodes (default 1) and extrapolated.
+Every row: policy training wall time (setup of the dense spectra included), the process CPU
+time of the whole row (all threads; on a quiet machine the fast path's wall time is about this
+divided by its parallel workers), pruning (final scores, top-k mask, its KS; for SmolLM2 also
+slicing the model), the best KS and whether the final keep sets equal the reference's (only
+when both trained the same number of episodes). On a GPU also the peak memory above the
+weights. The machine's load average is printed with the table: other work on shared cores
+slows every row, so compare rows of one run.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+from types import SimpleNamespace
+
+import torch
+import torch._dynamo  # noqa: F401  imported by the first optimizer step (3-8 s here): not timed
+
+from yopo.adapters import get_adapter
+from yopo.config import compose
+from yopo.methods.base import PruneContext, kept_width
+from yopo.methods.prunenet import PruneNet
+from yopo.models import load_model
+
+LLAMA7B = dict(layers=32, rows=11008, cols=4096)
+
+
+class StackedLayers:
+    """The adapter interface PruneNet.keep_indices reads (blocks(model)[i].ffn1), over plain
+    matrices, for layers that are not in a model."""
+
+    def __init__(self, layers: list[torch.Tensor]):
+        self.layers = layers
+
+    def blocks(self, _model):
+        return [SimpleNamespace(ffn1=w) for w in self.layers]
+
+
+def llama7b_layers(count: int, device: str, seed: int = 0) -> list[torch.Tensor]:
+    """[11008, 4096] bfloat16 matrices, N(0, 0.02^2) entries times a log-normal scale per row."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    layers = []
+    for _ in range(count):
+        rows = torch.exp(0.5 * torch.randn(LLAMA7B["rows"], 1, generator=gen, device=device))
+        w = torch.randn(LLAMA7B["rows"], LLAMA7B["cols"], generator=gen, device=device)
+        layers.append((0.02 * rows * w).bfloat16())
+    return layers
+
+
+def run(label: str, method: PruneNet, model, adapter, k: int, ctx: PruneContext,
+        slice_model: bool) -> dict:
+    device = torch.device(ctx.device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    load_before = os.getloadavg()[0]
+    cpu_started, started = time.process_time(), time.perf_counter()
+    keep, report = method.keep_indices(model, adapter, k, ctx)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    total, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
+    slice_s = None
+    if slice_model:
+        pruned = copy.deepcopy(model)
+        started = time.perf_counter()
+        adapter.slice_ffn(pruned, keep)
+        slice_s = time.perf_counter() - started
+    return {"label": label, "episodes": method.episodes, "train_s": report["policy_train_seconds"],
+            "prune_s": total - report["policy_train_seconds"], "slice_s": slice_s,
+            "cpu_s": cpu_s, "history": report["ks_history"], "ks_best": report["ks_best_train"],
+            "ks_final": report["ks_mean_dense_vs_pruned"],
+            "keep": torch.stack(keep),
+            "peak_gib": ((torch.cuda.max_memory_allocated(device) - base) / 2**30
+                         if device.type == "cuda" else None),
+            "load": (load_before, os.getloadavg()[0])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", choices=("smollm2", "llama7b"), default="smollm2")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--episodes", type=int, help="fast path (default 20; llama7b on CPU 1)")
+    parser.add_argument("--reference-episodes", type=int,
+                        help="straightforward path (default: --episodes; llama7b on GPU 1)")
+    parser.add_argument("--layers", type=int, help="llama7b layers (default 32; CPU 2)")
+    parser.add_argument("--layer-batch", type=int, default=4)
+    parser.add_argument("--ratio", type=float, default=0.3)
+    parser.add_argument("--skip-reference", action="store_true")
+    args = parser.parse_args()
+    cuda = args.device.startswith("cuda")
+
+    if args.case == "smollm2":
+        cfg = compose(["model=smollm2_135m"])
+        model, _ = load_model(cfg.model, f"{cfg.paths.cache_dir}/models")
+        model.to(args.device)
+        adapter, num_layers = get_adapter(model), model.config.num_hidden_layers
+        width = adapter.ffn_width(model)
+        episodes = args.episodes or 20
+    else:
+        num_layers = args.layers or (LLAMA7B["layers"] if cuda else 2)
+        adapter, model = StackedLayers(llama7b_layers(num_layers, args.device)), None
+        width = LLAMA7B["rows"]
+        episodes = args.episodes or (20 if cuda else 1)
+    reference_episodes = args.reference_episodes or (1 if cuda and args.case == "llama7b"
+                                                     else episodes)
+    k = kept_width(width, args.ratio)
+    ctx = PruneContext(ratio=args.ratio, seed=0, device=args.device)
+
+    rows = [run("fast: gram, G_full - G_dropped, parallel eigh",
+                PruneNet(episodes=episodes, layer_batch=args.layer_batch), model, adapter, k, ctx,
+                slice_model=model is not None)]
+    if not args.skip_reference:
+        rows.append(run("straightforward: gather kept rows, svdvals",
+                        PruneNet(episodes=reference_episodes, spectrum="svd",
+                                 layer_batch=num_layers), model, adapter, k, ctx,
+                        slice_model=model is not None))
+
+    print(f"\ncase {args.case}: {num_layers} layers, FFN1 [{width}, "
+          f"{adapter.blocks(model)[0].ffn1.shape[1]}], keep {k} (ratio {args.ratio}), "
+          f"{args.device}, torch threads {torch.get_num_threads()}, "
+          f"samples/episode {PruneNet().samples}")
+    header = (f"{'path':46} {'episodes':>8} {'train s':>8} {'s/episode':>9} {'CPU s':>7} "
+              f"{'prune s':>8} "
+              f"{'slice s':>7} {'KS best':>8} {'KS final':>8} {'same mask':>9} {'peak GiB':>8} "
+              f"{'load avg':>11}")
+    print(header)
+    print("-" * len(header))
+    reference = rows[-1] if len(rows) > 1 else None
+    for row in rows:
+        same = ("-" if reference is None or row is reference
+                or row["episodes"] != reference["episodes"]
+                else str(torch.equal(row["keep"].sort(-1).values,
+                                     reference["keep"].sort(-1).values)))
+        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+        print(f"{row['label']:46} {row['episodes']:>8} {row['train_s']:>8.1f} "
+              f"{row['train_s'] / row['episodes']:>9.2f} {row['cpu_s']:>7.0f} "
+              f"{row['prune_s']:>8.2f} "
+              f"{fmt(row['slice_s'], '.2f'):>7} {row['ks_best']:>8.4f} {row['ks_final']:>8.4f} "
+              f"{same:>9} {fmt(row['peak_gib'], '.2f'):>8} "
+              f"{row['load'][0]:>5.1f}>{row['load'][1]:<5.1f}")
+    if args.case == "llama7b" and num_layers != LLAMA7B["layers"]:
+        scale = LLAMA7B["layers"] / num_layers
+        for row in rows:
+            print(f"  {row['label']}: ~{row['train_s'] / row['episodes'] * scale:.0f} s per "
+                  f"32-layer episode, ~{row['train_s'] / row['episodes'] * scale * 20 / 60:.0f} "
+                  "min for 20 episodes (linear in layers; setup included per episode)")
+    if reference is not None and reference["episodes"] == rows[0]["episodes"]:
+        pairs = list(zip(rows[0]["history"], reference["history"]))
+        same = next((i for i, (a, b) in enumerate(pairs) if abs(a - b) > 1e-9), len(pairs))
+        print(f"greedy KS per episode equal for the first {same} of {len(pairs)} evaluations "
+              "(the paths differ by float32 rounding of the reference's SVD; a rounding that "
+              "flips one KS comparison changes a reward and the runs part)")
+    if reference is not None:
+        fast_s = rows[0]["train_s"] / rows[0]["episodes"]
+        ref_s = reference["train_s"] / reference["episodes"]
+        print(f"speedup per episode (setup included): {ref_s / fast_s:.1f}x; "
+              f"load average now {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
