@@ -59,7 +59,7 @@ def methods():
 
 def checkpoint(method, model):
     """What the pipeline saves: SliceGPT's model is wrapped as its own architecture."""
-    return method.checkpoint_model(model) if hasattr(method, "checkpoint_model") else model
+    return method.checkpoint_model(model)
 
 
 # ---- every method on every family ---------------------------------------------------------------

@@ -100,3 +100,25 @@ def test_hub_model_without_hub_access_fails_clearly(tmp_path):
     assert done.returncode == 2
     assert "meta-llama/Llama-2-7b-hf" in done.stderr and "hub" in done.stderr
     assert files_under(tmp_path) == []
+
+
+def test_slicegpt_run_saves_a_checkpoint_that_reloads(tmp_path):
+    done = run(["model=tiny_llama", "method=slicegpt", "ratio=0.25", "eval=none",
+                "logger=none", "data.calibration_tokens=4096"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    run_dir = tmp_path / "tiny_llama" / "slicegpt" / "ratio0.25_seed0"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["ratio_semantics"] == "hidden_dim" and "of the hidden size" in done.stdout
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "pruned_model", trust_remote_code=True)
+    assert sum(p.numel() for p in model.parameters()) == metrics["params_pruned"]
+    assert not (run_dir / "spectra.safetensors").exists()  # FFN1 spectra only for neuron methods
+
+
+def test_recovery_fine_tuning_is_recorded_beside_the_run(tmp_path):
+    done = run(["model=tiny_llama", "eval=none", "method=random", "logger=none", "rft=lora", "rft.samples=8",
+                       "rft.seqlen=64", "data.calibration_tokens=4096"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(
+        (tmp_path / "tiny_llama" / "random" / "ratio0.3_seed0_rft-lora" / "metrics.json").read_text())
+    assert metrics["rft"]["setting"] == "lora" and len(metrics["rft"]["loss_curve"]) >= 1
+    assert (tmp_path / "tiny_llama" / "random" / "ratio0.3_seed0_rft-lora" / "spectra.safetensors").is_file()

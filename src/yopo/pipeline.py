@@ -1,6 +1,7 @@
 """One run: load -> prune -> save -> evaluate -> record. `src/run.py` is its Hydra front end."""
 from __future__ import annotations
 
+import copy
 import platform
 import subprocess
 import time
@@ -12,12 +13,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from .adapters import get_adapter
 from .config import REPO_ROOT
+from . import rft
+from .eval import (check_eval, dense_scores, evaluate_run, format_eval, needs_dense_copy,
+                   score_model)
 from .io import atomic_dir, write_json
 from .methods import build_method
-from .methods.base import PruneContext, check_ratio
+from .methods.base import NeuronSelectionMethod, PruneContext, check_ratio
 from .models import count_parameters, load_model
+from .results import METRICS_FILE
+from .spectra import ffn1_spectra, save_spectra
+from .tracking import check_logger, log_run
 
-METRICS_FILE = "metrics.json"
 MODEL_DIR = "pruned_model"
 
 
@@ -63,6 +69,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     ratio = check_ratio(cfg.ratio)  # fail before loading anything
     method = build_method(cfg.method)
     device = resolve_device(cfg.device)
+    check_eval(cfg)
+    rft.check_config(cfg.rft)
+    check_logger(cfg.get("logger"))
     run_dir.mkdir(parents=True, exist_ok=True)
 
     model, tokenizer = load_model(cfg.model, Path(cfg.paths.cache_dir) / "models")
@@ -70,17 +79,37 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         model.to(device)
     adapter = get_adapter(model)
     params_dense = count_parameters(model)
+    # FFN1 singular values [L, d] before pruning, for methods that keep FFN1's columns (SliceGPT
+    # rotates and slices the hidden side, so its FFN1 spectra do not compare with the dense ones)
+    keeps_ffn1_space = isinstance(method, NeuronSelectionMethod)
+    spectra_dense = ffn1_spectra(model, adapter) if keeps_ffn1_space else None
+    # Dense scores before pruning (cached per model and eval config: a sweep computes them once);
+    # a dense copy only when the speed of both is compared in this process.
+    dense = dense_scores(model, tokenizer, cfg)
+    dense_model = copy.deepcopy(model) if needs_dense_copy(cfg.eval) else None
 
     prune_started = time.perf_counter()
-    report = method.prune(model, adapter, PruneContext(
+    ctx = PruneContext(
         ratio=ratio, seed=int(cfg.seed), round_to=int(cfg.round_to), device=device,
         run_dir=run_dir, model_name=cfg.model.name, tokenizer=tokenizer,
-        data_dir=Path(cfg.data.dir), calibration_tokens=int(cfg.data.calibration_tokens)))
+        data_dir=Path(cfg.data.dir), calibration_tokens=int(cfg.data.calibration_tokens))
+    report = method.prune(model, adapter, ctx)
     prune_seconds = time.perf_counter() - prune_started
     params_pruned = count_parameters(model)
+    spectra = (save_spectra(run_dir, spectra_dense, ffn1_spectra(model, adapter))
+               if keeps_ffn1_space else None)
+
+    before_rft = rft_report = None
+    if rft.enabled(cfg.rft):
+        # RFT keeps every shape: throughput and memory are measured once, after it; the scores
+        # before it are kept so the gain is one subtraction.
+        before_rft = score_model(model, tokenizer, cfg)
+        rft_report = rft.finetune(model, tokenizer, cfg.rft, ctx)
 
     if cfg.save_model:
-        save_checkpoint(model, tokenizer, run_dir / MODEL_DIR)
+        save_checkpoint(method.checkpoint_model(model), tokenizer, run_dir / MODEL_DIR)
+    evaluation = evaluate_run(cfg, model, tokenizer, adapter, dense, dense_model)
+    del dense_model
 
     metrics: dict[str, Any] = {
         "model": cfg.model.name, "method": cfg.method.name, "seed": int(cfg.seed),
@@ -89,21 +118,31 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "params_removed_fraction": 1.0 - params_pruned / params_dense,
         "compression_seconds": prune_seconds,
         **report,
+        **evaluation,
+        "before_rft": before_rft, "rft": rft_report,
         "total_seconds": time.perf_counter() - started,
         "device": device, "git_commit": git_commit(), "versions": package_versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_json(run_dir / METRICS_FILE, metrics)  # written last: it marks the run complete
+    log_run(cfg, run_dir, metrics, spectra)  # after it: a logging failure loses no result
     return metrics
 
 
 def summary(metrics: dict[str, Any]) -> str:
     lines = [f"model {metrics['model']}  method {metrics['method']}  ratio {metrics['ratio_target']}"
-             f" (achieved {metrics['ratio_achieved']:.4f} of FFN width)",
+             f" (achieved {metrics['ratio_achieved']:.4f} of the "
+             f"{'hidden size' if metrics.get('ratio_semantics') == 'hidden_dim' else 'FFN width'})",
              f"parameters {metrics['params_dense']:,} -> {metrics['params_pruned']:,} "
              f"({100 * metrics['params_removed_fraction']:.1f}% removed)"]
     if "ks_mean_dense_vs_pruned" in metrics:
         lines.append(f"KS(dense, pruned) mean over layers {metrics['ks_mean_dense_vs_pruned']:.4f}"
                      f"; policy training {metrics.get('policy_train_seconds', 0):.1f} s")
+    if metrics.get("rft"):
+        r = metrics["rft"]
+        lines.append(f"recovery fine-tuning {r['setting']}: {r['steps']} steps, {r['tokens_seen']:,}"
+                     f" tokens, {r['seconds']:.0f} s, loss {r['loss_curve'][0]:.3f} -> "
+                     f"{r['loss_curve'][-1]:.3f} (scores before it: metrics.json before_rft)")
+    lines.extend(format_eval(metrics))
     lines.append(f"total {metrics['total_seconds']:.1f} s")
     return "\n".join(lines)

@@ -68,6 +68,11 @@ class PruningMethod:
     def prune(self, model: nn.Module, adapter: FFNAdapter, ctx: PruneContext) -> dict[str, Any]:
         raise NotImplementedError
 
+    def checkpoint_model(self, model: nn.Module) -> nn.Module:
+        """What save_pretrained writes for the pruned model: the model itself unless the
+        method changed it into an architecture transformers does not know (SliceGPT)."""
+        return model
+
 
 class NeuronSelectionMethod(PruningMethod):
     """Methods that keep k of the m FFN neurons in every layer (uniform width)."""
