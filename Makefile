@@ -21,7 +21,7 @@ setup: $(STAMP)
 	$(OFFLINE) $(PY) -m yopo.prepare
 
 demo: setup
-	$(OFFLINE) $(PY) src/run.py $(ARGS)
+	$(OFFLINE) $(PY) src/run.py eval=demo $(ARGS)
 
 test: setup
 	$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS)
