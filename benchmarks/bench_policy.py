@@ -7,16 +7,16 @@ straightforward one (gather the kept rows, float32 SVD), timed in the same proce
 --case smollm2: the embedded model (30 layers, FFN1 [1536, 576]), full training at ratio 0.3.
 --case llama7b: LLaMA-2-7B-shaped FFN1 matrices [11008, 4096] in bfloat16, random with
   log-normal row scales (row norms spread like a trained model's, ~e^(+-0.5)); on a CPU by
-  default 2 layers and 1 episode (one 32-layer episode would take about an hour here), and the
-  per-episode time is extrapolated to 32 layers; on a GPU all 32 layers and 20 episodes, the
-  straightforward path for --reference-episodes episodes (default 1) and extrapolated.
-Every row: policy training wall time (setup of the dense spectra included), the process CPU
-time of the whole row (all threads; on a quiet machine the fast path's wall time is about this
-divided by its parallel workers), pruning (final scores, top-k mask, its KS; for SmolLM2 also
-slicing the model), the best KS and whether the final keep sets equal the reference's (only
-when both trained the same number of episodes). On a GPU also the peak memory above the
-weights. The machine's load average is printed with the table: other work on shared cores
-slows every row, so compare rows of one run.
+  default 2 layers and 1 episode (a 32-layer episode takes over an hour on 2 shared cores),
+  extrapolated to 32 layers; on a GPU all 32 layers and 20 episodes, the straightforward path
+  for --reference-episodes episodes (default 1). It also times one solve's parts.
+Every row: the penalty's setup (dense spectra, full Grams), policy training wall time (setup
+included) and per episode (setup excluded), the process CPU time of the row (all threads; on a
+quiet machine the fast path's wall time is about this divided by its parallel workers), pruning
+(final scores, top-k mask, its KS; for SmolLM2 also slicing the model), the best KS and
+whether the final keep sets equal the reference's (only when both trained the same number of
+episodes). On a GPU also the peak memory above the weights. The load average is printed with
+the table: other work on shared cores slows every row, so compare rows of one run.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import argparse
 import copy
 import os
 import time
+from contextlib import nullcontext
 from types import SimpleNamespace
 
 import torch
@@ -34,6 +35,7 @@ from yopo.config import compose
 from yopo.methods.base import PruneContext, kept_width
 from yopo.methods.prunenet import PruneNet
 from yopo.models import load_model
+from yopo.spectrum import single_threaded_torch
 
 LLAMA7B = dict(layers=32, rows=11008, cols=4096)
 
@@ -60,6 +62,31 @@ def llama7b_layers(count: int, device: str, seed: int = 0) -> list[torch.Tensor]
     return layers
 
 
+def time_components(layer: torch.Tensor, k: int, device: str, repeats: int) -> dict[str, float]:
+    """Median seconds of one solve's parts: the Gram of the m - k dropped rows (float64,
+    subtracted from G_full), the eigen-solve of the [d, d] result, and the reference's svdvals
+    of the k kept rows (float32)."""
+    def timed(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - started)
+        return sorted(times)[len(times) // 2]
+
+    w = layer.to(device)
+    full = w.double().mT @ w.double()
+    dropped = w[k:].double()
+    gram = torch.addmm(full, dropped.mT, dropped, alpha=-1.0)
+    return {"gram_s": timed(lambda: torch.addmm(full, dropped.mT, dropped, alpha=-1.0)),
+            "eigvalsh_s": timed(lambda: torch.linalg.eigvalsh(gram)),
+            "svdvals_s": timed(lambda: torch.linalg.svdvals(w[:k].float()))}
+
+
 def run(label: str, method: PruneNet, model, adapter, k: int, ctx: PruneContext,
         slice_model: bool) -> dict:
     device = torch.device(ctx.device)
@@ -68,6 +95,11 @@ def run(label: str, method: PruneNet, model, adapter, k: int, ctx: PruneContext,
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
     load_before = os.getloadavg()[0]
+    # The penalty's setup (dense spectra, full Grams) once alone, to split it from the episodes;
+    # keep_indices then does it again as part of its training time.
+    started = time.perf_counter()
+    method.penalty([b.ffn1 for b in adapter.blocks(model)], k, device)
+    setup_s = time.perf_counter() - started
     cpu_started, started = time.process_time(), time.perf_counter()
     keep, report = method.keep_indices(model, adapter, k, ctx)
     if device.type == "cuda":
@@ -79,7 +111,8 @@ def run(label: str, method: PruneNet, model, adapter, k: int, ctx: PruneContext,
         started = time.perf_counter()
         adapter.slice_ffn(pruned, keep)
         slice_s = time.perf_counter() - started
-    return {"label": label, "episodes": method.episodes, "train_s": report["policy_train_seconds"],
+    return {"label": label, "episodes": method.episodes, "setup_s": setup_s,
+            "train_s": report["policy_train_seconds"],
             "prune_s": total - report["policy_train_seconds"], "slice_s": slice_s,
             "cpu_s": cpu_s, "history": report["ks_history"], "ks_best": report["ks_best_train"],
             "ks_final": report["ks_mean_dense_vs_pruned"],
@@ -87,6 +120,11 @@ def run(label: str, method: PruneNet, model, adapter, k: int, ctx: PruneContext,
             "peak_gib": ((torch.cuda.max_memory_allocated(device) - base) / 2**30
                          if device.type == "cuda" else None),
             "load": (load_before, os.getloadavg()[0])}
+
+
+def per_episode(row: dict) -> float:
+    """Training seconds per episode, setup excluded (it includes the final state's check)."""
+    return (row["train_s"] - row["setup_s"]) / row["episodes"]
 
 
 def main() -> None:
@@ -129,11 +167,21 @@ def main() -> None:
                                  layer_batch=num_layers), model, adapter, k, ctx,
                         slice_model=model is not None))
 
+    if args.case == "llama7b":
+        with nullcontext() if cuda else single_threaded_torch():  # as PruneNet runs them
+            parts = time_components(adapter.layers[0], k, args.device, repeats=3 if cuda else 1)
+        solves = (1 + PruneNet().samples) * LLAMA7B["layers"]
+        print(f"one solve: Gram of {width - k} dropped rows {parts['gram_s'] * 1e3:.0f} ms + "
+              f"eigvalsh [{LLAMA7B['cols']}] {parts['eigvalsh_s'] * 1e3:.0f} ms (float64); "
+              f"reference svdvals of {k} rows {parts['svdvals_s'] * 1e3:.0f} ms (float32); "
+              f"{solves} solves per 32-layer episode (one thread or stream each, before overlap)")
+
     print(f"\ncase {args.case}: {num_layers} layers, FFN1 [{width}, "
           f"{adapter.blocks(model)[0].ffn1.shape[1]}], keep {k} (ratio {args.ratio}), "
           f"{args.device}, torch threads {torch.get_num_threads()}, "
           f"samples/episode {PruneNet().samples}")
-    header = (f"{'path':46} {'episodes':>8} {'train s':>8} {'s/episode':>9} {'CPU s':>7} "
+    header = (f"{'path':46} {'episodes':>8} {'setup s':>7} {'train s':>8} {'s/episode':>9} "
+              f"{'CPU s':>7} "
               f"{'prune s':>8} "
               f"{'slice s':>7} {'KS best':>8} {'KS final':>8} {'same mask':>9} {'peak GiB':>8} "
               f"{'load avg':>11}")
@@ -146,8 +194,8 @@ def main() -> None:
                 else str(torch.equal(row["keep"].sort(-1).values,
                                      reference["keep"].sort(-1).values)))
         fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-        print(f"{row['label']:46} {row['episodes']:>8} {row['train_s']:>8.1f} "
-              f"{row['train_s'] / row['episodes']:>9.2f} {row['cpu_s']:>7.0f} "
+        print(f"{row['label']:46} {row['episodes']:>8} {row['setup_s']:>7.1f} "
+              f"{row['train_s']:>8.1f} {per_episode(row):>9.2f} {row['cpu_s']:>7.0f} "
               f"{row['prune_s']:>8.2f} "
               f"{fmt(row['slice_s'], '.2f'):>7} {row['ks_best']:>8.4f} {row['ks_final']:>8.4f} "
               f"{same:>9} {fmt(row['peak_gib'], '.2f'):>8} "
@@ -155,9 +203,10 @@ def main() -> None:
     if args.case == "llama7b" and num_layers != LLAMA7B["layers"]:
         scale = LLAMA7B["layers"] / num_layers
         for row in rows:
-            print(f"  {row['label']}: ~{row['train_s'] / row['episodes'] * scale:.0f} s per "
-                  f"32-layer episode, ~{row['train_s'] / row['episodes'] * scale * 20 / 60:.0f} "
-                  "min for 20 episodes (linear in layers; setup included per episode)")
+            setup, episode = row["setup_s"] * scale, per_episode(row) * scale
+            print(f"  {row['label']}: 32 layers ~ {setup:.0f} s setup + {episode:.0f} s per "
+                  f"episode, ~{(setup + 20 * episode) / 60:.0f} min for 20 episodes "
+                  "(linear in layers)")
     if reference is not None and reference["episodes"] == rows[0]["episodes"]:
         pairs = list(zip(rows[0]["history"], reference["history"]))
         same = next((i for i, (a, b) in enumerate(pairs) if abs(a - b) > 1e-9), len(pairs))
@@ -165,9 +214,7 @@ def main() -> None:
               "(the paths differ by float32 rounding of the reference's SVD; a rounding that "
               "flips one KS comparison changes a reward and the runs part)")
     if reference is not None:
-        fast_s = rows[0]["train_s"] / rows[0]["episodes"]
-        ref_s = reference["train_s"] / reference["episodes"]
-        print(f"speedup per episode (setup included): {ref_s / fast_s:.1f}x; "
+        print(f"speedup per episode: {per_episode(reference) / per_episode(rows[0]):.1f}x; "
               f"load average now {os.getloadavg()}")
 
 

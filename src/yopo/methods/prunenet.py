@@ -104,8 +104,9 @@ class PruneNet(NeuronSelectionMethod):
     # ---- the pieces ---------------------------------------------------------------------------
     def penalty(self, layers: Sequence[torch.Tensor], k: int, device) -> RowSubsetKS:
         """KS per layer of keeping k rows of each FFN1 matrix (layers: L tensors [m, d])."""
-        return RowSubsetKS(layers, k, self.spectrum, device, self.layer_batch,
-                           self.spectrum_workers or default_workers(device))
+        workers = self.spectrum_workers or default_workers(device)
+        with self._threads(torch.device(device)):  # its setup computes the dense spectra
+            return RowSubsetKS(layers, k, self.spectrum, device, self.layer_batch, workers)
 
     @staticmethod
     def _threads(device: torch.device):
