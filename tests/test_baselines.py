@@ -196,6 +196,32 @@ def test_slicegpt_parameter_count_follows_the_formula(tiny, slice_head, calibrat
     assert count_parameters(model) == sliced_parameter_count(model.config, d, head)
 
 
+@pytest.mark.parametrize("slice_head", [False, True])
+def test_slicegpt_loses_nothing_when_the_stream_has_low_rank(tiny, slice_head, calibration_slice,
+                                                             token_batch):
+    """Confine everything written to the residual stream to a random 40-dim subspace: then the
+    stream has rank 40 everywhere, and slicing D=64 to 48 must keep the logits."""
+    name, model, _, adapter = tiny
+    layout = adapter.residual_layout(model)
+    basis = torch.linalg.qr(torch.randn(64, 40, generator=torch.Generator().manual_seed(0)))[0]
+    project = basis @ basis.T  # [D, D]
+    with torch.no_grad():
+        for embedding in layout.embeddings:  # rows [V, D] are stream vectors
+            model.get_submodule(embedding).weight.copy_(model.get_submodule(embedding).weight
+                                                        @ project)
+        for branch in (b for layer in layout.layers for b in layer):
+            for writer in map(model.get_submodule, branch.writers):  # columns of W [D, in]
+                writer.weight.copy_(project @ writer.weight)
+                if writer.bias is not None:
+                    writer.bias.copy_(project @ writer.bias)
+    dense = logits(model, token_batch)
+    SliceGPT(slice_head=slice_head, **CALIBRATION).prune(model, adapter,
+                                                          context(calibration_slice, 0.25))
+    assert model.get_submodule(layout.embeddings[0]).weight.shape[1] == 48
+    sliced = logits(model, token_batch)
+    assert ((sliced - dense).abs().max() / dense.abs().max()).item() < 1e-4
+
+
 def test_slicegpt_checkpoint_reloads_without_yopo(calibration_slice, token_batch, tmp_path):
     """The checkpoint carries its modeling code: a Python that cannot import yopo reloads it."""
     model, tokenizer = load_tiny("tiny_llama")
@@ -221,6 +247,7 @@ def test_slicegpt_checkpoint_reloads_without_yopo(calibration_slice, token_batch
 
 def test_pipeline_records_slicegpt_semantics_and_parameters(tmp_path):
     cfg = compose(["model=tiny_llama", "method=slicegpt", "ratio=0.25", "save_model=false",
+                   "eval=none", "logger=none",
                    f"data.calibration_tokens={HELD_OUT}", "method.calibration_tokens=256",
                    "method.calibration_seq_len=128"])
     metrics = run(cfg, tmp_path)

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
 from conftest import TINY_MODELS, logits
@@ -21,17 +20,9 @@ SMALL_TEXT = ["data.calibration_tokens=256", "rft.seqlen=32", "rft.samples=8",
               "rft.batch_size=4", "rft.dropout=0.0", "rft.lr=5e-2", "rft.warmup_steps=0"]
 
 
-def _rft_override(name: str) -> str:
-    """`rft=<name>` once conf/config.yaml lists the rft group in its defaults, `+rft=<name>`
-    until then (Hydra refuses the other form in each case)."""
-    defaults = OmegaConf.load(CONF_DIR / "config.yaml").defaults
-    listed = any(isinstance(d, dict) and "rft" in d for d in defaults)
-    return f"{'' if listed else '+'}rft={name}"
-
-
 def setup(model: str, rft_name: str = "lora", overrides=()):
     """(model, tokenizer, rft config, PruneContext) as a run with these overrides builds them."""
-    cfg = compose([f"model={model}", _rft_override(rft_name), *overrides])
+    cfg = compose([f"model={model}", f"rft={rft_name}", *overrides])
     net, tokenizer = load_model(cfg.model, cfg.paths.cache_dir)
     ctx = PruneContext(ratio=0.0, seed=int(cfg.seed), tokenizer=tokenizer,
                        data_dir=Path(cfg.data.dir),
@@ -157,7 +148,7 @@ def test_targets_come_from_the_adapter(name):
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF_DIR / "rft").glob("*.yaml")))
 def test_every_rft_config_composes_and_validates(name):
-    cfg = compose([_rft_override(name)])
+    cfg = compose([f"rft={name}"])
     rft.check_config(cfg.rft)
     assert rft.enabled(cfg.rft) == (name != "none")
 
@@ -166,6 +157,6 @@ def test_every_rft_config_composes_and_validates(name):
     ("rft.text=web", "rft.text"), ("rft.micro_batch_size=3", "micro_batch_size"),
     ("rft.target_modules=attention", "target_modules"), ("rft.seqlen=0", "rft.seqlen")])
 def test_bad_rft_options_fail_clearly(override, problem):
-    cfg = compose([_rft_override("lora"), override])
+    cfg = compose(["rft=lora", override])
     with pytest.raises(ConfigError, match=problem):
         rft.check_config(cfg.rft)

@@ -32,10 +32,9 @@ def run_copy(sweep_dir, tmp_path):
 
 def config_for(folder: Path, logger: str = "wandb", *overrides: str):
     """The run's config with a logger group (appended while conf/config.yaml has none)."""
-    prefix = "" if "logger" in compose() else "+"
     metrics = json.loads((folder / results.METRICS_FILE).read_text())
     return compose([f"model={metrics['model']}", f"ratio={metrics['ratio_target']}",
-                    f"paths.runs_dir={folder.parents[2]}", f"{prefix}logger={logger}",
+                    f"paths.runs_dir={folder.parents[2]}", f"logger={logger}",
                     *overrides])
 
 
@@ -123,6 +122,5 @@ def test_bad_logger_configs_fail_early(logger, match):
 
 
 def test_logger_configs_compose():
-    prefix = "" if "logger" in compose() else "+"
     for name in ("wandb", "none"):
-        tracking.check_logger(compose([f"{prefix}logger={name}"]).logger)
+        tracking.check_logger(compose([f"logger={name}"]).logger)

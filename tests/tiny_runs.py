@@ -27,9 +27,8 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "off
 
 
 def _run(overrides: list[str]) -> None:
-    common = [f"model={MODEL}", "method.episodes=2", "eval=none"]
-    if "logger" in compose():  # wandb logging has tests of its own (test_tracking.py)
-        common.append("logger=none")
+    # wandb logging has tests of its own (test_tracking.py)
+    common = [f"model={MODEL}", "method.episodes=2", "eval=none", "logger=none"]
     subprocess.run([sys.executable, "src/run.py", *overrides, *common], cwd=REPO_ROOT,
                    env={**os.environ, **OFFLINE}, check=True, capture_output=True)
 
