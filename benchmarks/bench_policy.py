@@ -99,6 +99,8 @@ def run(label: str, method: PruneNet, model, adapter, k: int, ctx: PruneContext,
     # keep_indices then does it again as part of its training time.
     started = time.perf_counter()
     method.penalty([b.ffn1 for b in adapter.blocks(model)], k, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     setup_s = time.perf_counter() - started
     cpu_started, started = time.process_time(), time.perf_counter()
     keep, report = method.keep_indices(model, adapter, k, ctx)
