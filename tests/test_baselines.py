@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,30 +37,25 @@ def calibration_slice():
     return split_calibration(ids, HELD_OUT)[0]
 
 
+@dataclass
 class SliceContext(PruneContext):
     """A PruneContext whose calibration slice is the module's, to tokenise WikiText-2 once."""
 
-    held_out: torch.Tensor = None
+    held_out: torch.Tensor | None = None
 
     def calibration_ids(self) -> torch.Tensor:
         return self.held_out
 
 
 def context(calibration_slice, ratio: float, seed: int = 0) -> PruneContext:
-    ctx = SliceContext(ratio=ratio, seed=seed, calibration_tokens=HELD_OUT)
-    ctx.held_out = calibration_slice
-    return ctx
+    return SliceContext(ratio=ratio, seed=seed, calibration_tokens=HELD_OUT,
+                        held_out=calibration_slice)
 
 
 def methods():
     return {"random": RandomNeurons(), "magnitude": MagnitudeNeurons(),
             "activation": ActivationNeurons(**CALIBRATION), "slicegpt": SliceGPT(**CALIBRATION),
             "slicegpt_head_sliced": SliceGPT(slice_head=True, **CALIBRATION)}
-
-
-def checkpoint(method, model):
-    """What the pipeline saves: SliceGPT's model is wrapped as its own architecture."""
-    return method.checkpoint_model(model)
 
 
 # ---- every method on every family ---------------------------------------------------------------
@@ -79,7 +75,8 @@ def test_method_prunes_every_family_and_reloads(tiny, method_name, calibration_s
         assert report["ratio_semantics"] == "ffn_width"
         assert adapter.ffn_width(model) == kept_width(160, 0.3)
         assert count_parameters(model) < dense
-    save_checkpoint(checkpoint(method, model), tokenizer, tmp_path / "pruned_model")
+    # what the pipeline saves: SliceGPT's model is wrapped as its own architecture
+    save_checkpoint(method.checkpoint_model(model), tokenizer, tmp_path / "pruned_model")
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "pruned_model",
                                                     trust_remote_code=True).eval()
     assert count_parameters(reloaded) == count_parameters(model)
@@ -201,7 +198,7 @@ def test_slicegpt_loses_nothing_when_the_stream_has_low_rank(tiny, slice_head, c
                                                              token_batch):
     """Confine everything written to the residual stream to a random 40-dim subspace: then the
     stream has rank 40 everywhere, and slicing D=64 to 48 must keep the logits."""
-    name, model, _, adapter = tiny
+    _, model, _, adapter = tiny
     layout = adapter.residual_layout(model)
     basis = torch.linalg.qr(torch.randn(64, 40, generator=torch.Generator().manual_seed(0)))[0]
     project = basis @ basis.T  # [D, D]
@@ -268,13 +265,12 @@ def test_slicegpt_rejects_post_norm_opt_before_changing_it():
 
 
 # ---- calibration ---------------------------------------------------------------------------------
-def test_calibration_batches_are_the_start_of_the_held_out_slice():
-    tokenizer = byte_tokenizer()
-    ctx = PruneContext(0.2, tokenizer=tokenizer, data_dir=DATA_DIR, calibration_tokens=HELD_OUT)
+def test_calibration_batches_are_the_start_of_the_held_out_slice(calibration_slice):
+    ctx = PruneContext(0.2, tokenizer=byte_tokenizer(), data_dir=DATA_DIR,
+                       calibration_tokens=HELD_OUT)  # the real path: tokenise, split
     batches = Calibration("local", tokens=300, seq_len=128).batches(ctx)
-    held_out, evaluation = split_calibration(wikitext2_token_ids(tokenizer, DATA_DIR), HELD_OUT)
     assert batches.shape == (2, 128)
-    assert torch.equal(batches.flatten(), held_out[:256])
+    assert torch.equal(batches.flatten(), calibration_slice[:256])
     with pytest.raises(ConfigError, match="calibration_tokens"):
         Calibration("local", tokens=HELD_OUT + 1, seq_len=1).batches(ctx)
 
