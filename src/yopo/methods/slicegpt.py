@@ -39,7 +39,7 @@ from ..adapters import FFNAdapter
 from ..adapters.base import ResidualBranch, ResidualLayout
 from .base import PruneContext, PruningMethod, kept_width
 from .calibration import Calibration
-from .modeling_yopo_sliced import SlicedForCausalLM, SlicedNorm, install_norm, set_parameter
+from .modeling_yopo_sliced import SlicedForCausalLM, install_norm, set_parameter
 
 
 class _Stop(Exception):
