@@ -1,0 +1,289 @@
+"""Calibration-free FFN neuron scores from an input model built out of the weights alone.
+
+Why weight norms fail on SmolLM2 (docs/calibration_free.md has the evidence): the residual
+stream carries a large constant part (a "DC" mean, concentrated on a few outlier channels) in
+every token. Through a gate row g_j it acts as a per-neuron bias b_j = g_j . mu. Neurons whose
+gate reads the DC with the right sign are always on (often with *small* rows) and carry much of
+the layer's output; large-norm rows tend to sit on the negative side (mostly off). Any rule that
+ignores mu ranks them backwards in the deeper layers, and dropping always-on neurons shifts the
+stream's DC downstream.
+
+So every neuron is scored by the size of what it writes under a Gaussian input model whose
+mean is estimated from the weights:
+
+    x ~ N(mu_l, noise_var * diag(w_l^2))     (the FFN input: RMSNorm(h) * w_l, w_l = norm weight)
+    score_j = ||W_out[:, j]||_2 * E| act(g_j . x) * (u_j . x) |     (gated FFN; act(f_j . x + c_j)
+                                                                    for fc1-style FFNs)
+
+The noise is isotropic *before* the norm weight (the norm weight is folded into the readers), and
+the mean mu_l comes from:
+- layers >= 1 (`mean: gate_direction`): the top right singular vector v_l of the row-normalised
+  gate matrix. Every row shares a component along the DC, so this is its direction. The sign of
+  v_l is synchronised along depth (the DC persists in the residual stream: adjacent layers'
+  directions, mapped back through their norm weights, point the same way), the whole model's
+  sign is fixed by the consensus that most neurons are negatively biased (mostly off), and the
+  directions are averaged over +-`smoothing` layers. mu_l = bias_scale * sqrt(noise_var) * ||w_l||
+  * v_l: the DC's size relative to the noise is a hyperparameter.
+- the first layer (`first_layer_mean: attention`): the token-independent output of the first
+  attention branch, W_o W_v (w . z_bar) for the mean RMS-normalised token embedding z_bar (the
+  value path maps every token to nearly the same vector there), divided by the input's RMS. Used
+  where the first FFN reads after an attention branch (LLaMA/OPT); otherwise gate_direction.
+
+`allocation: protect_ends` keeps the listed layers (default first and last, the fragile ones)
+dense and prunes the others more, for the same total number of FFN neurons. Per-layer widths do
+not fit a standard checkpoint, so that mode *masks*: dropped neurons' FFN_out columns (and FFN_in
+rows) are zeroed in a checkpoint of the original width. It removes no parameters and saves no
+compute; it measures what the allocation buys. `allocation: uniform` slices as every other method.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..adapters import FFNAdapter
+from ..errors import ConfigError
+from .base import NeuronSelectionMethod, PruneContext, kept_width
+
+MEANS = ("none", "gate_direction")
+FIRST_LAYER_MEANS = ("attention", "gate_direction")
+STATISTICS = ("abs", "rms")
+ALLOCATIONS = ("uniform", "protect_ends")
+
+
+def activation_function(model: nn.Module):
+    """The FFN nonlinearity named by the model's config (hidden_act or activation_function)."""
+    from transformers.activations import ACT2FN
+
+    name = getattr(model.config, "hidden_act", None) or getattr(model.config,
+                                                                "activation_function", None)
+    if name not in ACT2FN:
+        raise ConfigError(f"expected_activation: unknown FFN activation {name!r} in the model "
+                          "config (hidden_act / activation_function)")
+    return ACT2FN[name]
+
+
+def standard_normal_pairs(samples: int, seed: int = 0) -> torch.Tensor:
+    """Fixed standard-normal draws [2, samples] (float64): the expectations below are
+    deterministic averages over them. Antithetic (z and -z both present), so odd moments vanish."""
+    half = torch.randn(2, (samples + 1) // 2, generator=torch.Generator().manual_seed(seed),
+                       dtype=torch.float64)
+    return torch.cat([half, -half], dim=1)[:, :samples]
+
+
+def expected_output_size(readers: list[torch.Tensor], biases: list[torch.Tensor | None],
+                         mean: torch.Tensor, var: torch.Tensor, act, z: torch.Tensor,
+                         statistic: str = "abs") -> torch.Tensor:
+    """E|h_j| (statistic=abs) or sqrt(E h_j^2) (rms) per neuron [m] for x ~ N(mean, diag(var)).
+
+    readers: [gate [m, d], up [m, d]] (h = act(gate x) * (up x)) or [fc1 [m, d]] (h = act(fc1 x));
+    biases: their biases [m] or None; mean, var: [d]; z: standard_normal_pairs [2, S].
+    The pre-activations are jointly Gaussian: a_j = g_j.x + c_j has mean g_j.mean + c_j and
+    variance sum_c g_jc^2 var_c; b_j likewise, and corr(a_j, b_j) from sum_c g_jc u_jc var_c.
+    """
+    rows = [r.double() for r in readers]
+    mean, var = mean.double(), var.double()
+    means = [r @ mean + (b.double() if b is not None else 0.0) for r, b in zip(rows, biases)]
+    sd_a = (rows[0].pow(2) @ var).clamp_min(1e-30).sqrt()  # [m]
+    a = means[0][:, None] + sd_a[:, None] * z[0]  # [m, S]
+    h = act(a)
+    if len(rows) > 1:
+        sd_b = (rows[1].pow(2) @ var).clamp_min(1e-30).sqrt()
+        rho = ((rows[0] * rows[1]) @ var / (sd_a * sd_b)).clamp(-1.0, 1.0)[:, None]
+        b = means[1][:, None] + sd_b[:, None] * (rho * z[0] + (1 - rho.pow(2)).sqrt() * z[1])
+        h = h * b
+    return h.abs().mean(1) if statistic == "abs" else h.pow(2).mean(1).sqrt()
+
+
+def gate_directions(ffn1: list[torch.Tensor], norm_weights: list[torch.Tensor],
+                    smoothing: int = 0, min_norm_weight: float = 0.05) -> list[torch.Tensor]:
+    """Unit DC directions [d] per layer (in the FFN input's space, after the norm weight).
+
+    ffn1: each layer's FFN1/gate weight [m, d]; norm_weights: each layer's norm weight [d].
+    1. v_l = top right singular vector of FFN1 with unit rows (outlier rows cannot take it over).
+    2. Signs along depth: the DC lives in the residual stream, so v_l / w_l and v_l+1 / w_l+1
+       (channels where both |w| > min_norm_weight) should agree; flip v_l+1 when they do not.
+    3. Global sign: most neurons are mostly off, so the mean projection sum_l mean_j (F_l v_l)_j
+       of all rows on the DC must be negative.
+    4. smoothing > 0: average the residual-space directions v_j / w_j over layers l-s..l+s,
+       map back with w_l and renormalise (the DC changes slowly with depth).
+    """
+    directions = []
+    for weight in ffn1:
+        rows = weight.double() / weight.double().norm(dim=1, keepdim=True).clamp_min(1e-30)
+        # top eigenvector of the [d, d] Gram matrix = top right singular vector, far cheaper
+        directions.append(torch.linalg.eigh(rows.T @ rows).eigenvectors[:, -1])
+    w = [nw.double() for nw in norm_weights]
+    sign = [1.0]
+    for i in range(len(directions) - 1):
+        ok = (w[i].abs() > min_norm_weight) & (w[i + 1].abs() > min_norm_weight)
+        agree = (directions[i][ok] / w[i][ok]) @ (directions[i + 1][ok] / w[i + 1][ok])
+        sign.append(sign[-1] * (1.0 if agree >= 0 else -1.0))
+    vote = sum(s * (f.double() @ v).mean() for s, f, v in zip(sign, ffn1, directions))
+    directions = [v * s * (-1.0 if vote > 0 else 1.0) for v, s in zip(directions, sign)]
+    if smoothing <= 0:
+        return directions
+    residual = []  # unit residual-space directions, zero where the norm weight hides a channel
+    for v, nw in zip(directions, w):
+        r = torch.where(nw.abs() > min_norm_weight, v / nw, torch.zeros_like(v))
+        residual.append(r / r.norm().clamp_min(1e-30))
+    smoothed = []
+    for i, nw in enumerate(w):
+        lo, hi = max(0, i - smoothing), min(len(w), i + smoothing + 1)
+        v = nw * torch.stack(residual[lo:hi]).sum(0)
+        smoothed.append(v / v.norm().clamp_min(1e-30))
+    return smoothed
+
+
+def _normalise(x: torch.Tensor, norm: nn.Module, kind: str, eps: float) -> torch.Tensor:
+    """What the norm module does to rows x [n, d], recomputed in float64."""
+    x = x.double()
+    if kind == "rms":
+        out = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    else:
+        x = x - x.mean(-1, keepdim=True)
+        out = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    out = out * norm.weight.double()
+    if getattr(norm, "bias", None) is not None:
+        out = out + norm.bias.double()
+    return out
+
+
+@torch.no_grad()
+def first_attention_mean(model: nn.Module, adapter: FFNAdapter) -> tuple[torch.Tensor, float] | None:
+    """(mean [d], rms) of the residual stream that the first FFN reads, from the weights: the
+    token-independent output of the first attention branch (value then output projection of the
+    mean normalised token embedding; attention mixes tokens but every token's value carries this
+    part, so the softmax weights do not matter) and the stream's RMS sqrt(E||e_t||^2/d +
+    ||mean||^2/d). None where the first FFN does not read after an attention branch."""
+    try:
+        layout = adapter.residual_layout(model)
+    except ConfigError:
+        return None
+    first = layout.layers[0]
+    ffn_reader = adapter.blocks(model)[0].ffn_in[0]
+    if len(first) < 2 or ffn_reader not in [model.get_submodule(n) for n in first[1].readers]:
+        return None  # parallel attention/FFN (Phi): the first FFN sees the embeddings only
+    attn = first[0]
+    value, output = (model.get_submodule(attn.readers[-1]), model.get_submodule(attn.writers[0]))
+    embed = model.get_submodule(layout.embeddings[0]).weight.detach()  # [V, d]
+    z_bar = _normalise(embed, model.get_submodule(attn.norm), layout.norm_kind,
+                       layout.norm_eps).mean(0)  # [d]
+    v = value.weight.double() @ z_bar  # [kv_heads * head_dim]
+    if value.bias is not None:
+        v = v + value.bias.double()
+    groups = output.weight.shape[1] // v.numel()  # grouped-query attention shares kv heads
+    if groups > 1:
+        heads = model.config.num_key_value_heads
+        v = v.view(heads, -1).repeat_interleave(groups, 0).flatten()
+    mean = output.weight.double() @ v
+    if output.bias is not None:
+        mean = mean + output.bias.double()
+    rms = math.sqrt(embed.double().pow(2).mean().item() + mean.pow(2).mean().item())
+    return mean, rms
+
+
+def layer_widths(num_layers: int, width: int, ratio: float, round_to: int,
+                 protected: list[int]) -> list[int]:
+    """Kept neurons per layer: `protected` layers (negative = from the end) stay dense, the
+    others share the rest of the budget num_layers * kept_width(width, ratio) evenly."""
+    k = kept_width(width, ratio, round_to)
+    dense = sorted({p % num_layers for p in protected})
+    if len(dense) >= num_layers:
+        raise ConfigError("protected_layers covers every layer: nothing would be pruned")
+    rest = (num_layers * k - len(dense) * width) // (num_layers - len(dense))
+    rest = rest // round_to * round_to
+    if rest < round_to:
+        raise ConfigError(f"ratio={ratio} with protected_layers={protected} leaves the other "
+                          "layers no neurons; protect fewer layers or lower the ratio")
+    return [width if i in dense else rest for i in range(num_layers)]
+
+
+class ExpectedActivation(NeuronSelectionMethod):
+    def __init__(self, name: str = "expected_activation", *, mean: str = "gate_direction",
+                 first_layer_mean: str = "attention", fold_norm: bool = True,
+                 noise_var: float = 0.2, bias_scale: float = 0.7, smoothing: int = 4,
+                 first_layer_noise_var: float = 0.05, statistic: str = "abs",
+                 allocation: str = "protect_ends", protected_layers: list[int] | None = None,
+                 samples: int = 2048):
+        super().__init__(name)
+        for value, allowed, what in ((mean, MEANS, "mean"),
+                                     (first_layer_mean, FIRST_LAYER_MEANS, "first_layer_mean"),
+                                     (statistic, STATISTICS, "statistic"),
+                                     (allocation, ALLOCATIONS, "allocation")):
+            if value not in allowed:
+                raise ConfigError(f"expected_activation: unknown {what} '{value}' "
+                                  f"(use one of {allowed})")
+        if noise_var <= 0 or first_layer_noise_var <= 0 or samples < 2 or smoothing < 0:
+            raise ConfigError("expected_activation: noise_var and first_layer_noise_var must be "
+                              "positive, samples at least 2, smoothing at least 0")
+        self.mean, self.first_layer_mean, self.fold_norm = mean, first_layer_mean, fold_norm
+        self.noise_var, self.bias_scale, self.smoothing = noise_var, bias_scale, smoothing
+        self.first_layer_noise_var, self.statistic = first_layer_noise_var, statistic
+        self.allocation = allocation
+        self.protected_layers = list(protected_layers if protected_layers is not None else [0, -1])
+        self.samples = samples
+
+    # ---- scores -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def scores(self, model: nn.Module, adapter: FFNAdapter) -> tuple[torch.Tensor, dict[str, Any]]:
+        """score [L, m] (float64) and what the input model used, per the module docstring."""
+        blocks = adapter.blocks(model)
+        d = blocks[0].ffn1.shape[1]
+        norms = [b.norm_weight.detach().double() if b.norm_weight is not None and self.fold_norm
+                 else torch.ones(d, dtype=torch.float64) for b in blocks]
+        ffn1 = [b.ffn1.detach() for b in blocks]
+        means = [torch.zeros(d, dtype=torch.float64) for _ in blocks]
+        if self.mean == "gate_direction":
+            dirs = gate_directions(ffn1, norms, self.smoothing)
+            means = [self.bias_scale * math.sqrt(self.noise_var) * w.norm() * v
+                     for v, w in zip(dirs, norms)]
+        noise = [self.noise_var * w.pow(2) for w in norms]
+        first = "gate_direction" if self.mean != "none" else "none"
+        if self.mean != "none" and self.first_layer_mean == "attention":
+            found = first_attention_mean(model, adapter)
+            if found is not None:
+                mean, rms = found
+                means[0] = norms[0] * mean / rms
+                noise[0] = self.first_layer_noise_var * norms[0].pow(2)
+                first = "attention"
+        act, z = activation_function(model), standard_normal_pairs(self.samples)
+        rows = []
+        for block, mu, var in zip(blocks, means, noise):
+            size = expected_output_size([lin.weight.detach() for lin in block.ffn_in],
+                                        [lin.bias.detach() if lin.bias is not None else None
+                                         for lin in block.ffn_in], mu, var, act, z,
+                                        self.statistic)
+            rows.append(size * block.ffn_out.weight.detach().double().norm(dim=0))
+        return torch.stack(rows), {"first_layer_mean_used": first}
+
+    # ---- the method interface -----------------------------------------------------------------
+    def keep_indices(self, model, adapter, k, ctx):
+        scores, report = self.scores(model, adapter)
+        keep = scores.topk(k, dim=-1).indices.cpu()
+        return [idx.sort().values for idx in keep], report
+
+    def prune(self, model: nn.Module, adapter: FFNAdapter, ctx: PruneContext) -> dict[str, Any]:
+        if self.allocation == "uniform":
+            return super().prune(model, adapter, ctx)
+        width = adapter.ffn_width(model)
+        blocks = adapter.blocks(model)
+        widths = layer_widths(len(blocks), width, ctx.ratio, ctx.round_to, self.protected_layers)
+        scores, report = self.scores(model, adapter)
+        with torch.no_grad():
+            for block, row, k in zip(blocks, scores, widths):
+                drop = torch.ones(width, dtype=torch.bool)
+                drop[row.topk(k).indices.cpu()] = False
+                drop = drop.to(block.ffn_out.weight.device)
+                block.ffn_out.weight[:, drop] = 0.0  # the dropped neurons write nothing
+                for linear in block.ffn_in:  # and read nothing (clean zeros in the checkpoint)
+                    linear.weight[drop] = 0.0
+                    if linear.bias is not None:
+                        linear.bias[drop] = 0.0
+        kept = sum(widths)
+        return {"ffn_width_dense": width, "ffn_width_pruned": width,
+                "ratio_achieved": 1.0 - kept / (width * len(blocks)),
+                "ffn_widths_kept": widths, "per_layer_widths_realised_as": "mask",
+                "ratio_semantics": "ffn_width", **report}

@@ -1,0 +1,218 @@
+"""expected_activation: calibration-free scores from a weight-derived input model.
+
+Tiny random models only; each scoring ingredient is checked on a constructed example where the
+right answer is known."""
+import math
+
+import pytest
+import torch
+
+from conftest import load_tiny, logits
+from yopo.adapters import get_adapter
+from yopo.config import compose
+from yopo.errors import ConfigError
+from yopo.methods import build_method
+from yopo.methods.base import PruneContext, kept_width
+from yopo.methods.expected_activation import (ExpectedActivation, expected_output_size,
+                                              first_attention_mean, gate_directions,
+                                              layer_widths, standard_normal_pairs)
+
+FAST = {"samples": 256}
+
+
+def no_data(ratio=0.3):
+    """A context with nothing but the ratio: no tokenizer, no data dir, no calibration."""
+    return PruneContext(ratio=ratio, seed=0, tokenizer=None, data_dir=None, calibration_tokens=0)
+
+
+def test_uniform_keeps_exactly_k_per_layer_deterministically_without_data(tiny, clone):
+    name, model, _, adapter = tiny
+    method = ExpectedActivation(allocation="uniform", **FAST)
+    width = adapter.ffn_width(model)
+    k = kept_width(width, 0.3)
+    first, _ = method.keep_indices(clone(model), adapter, k, no_data())
+    again, _ = method.keep_indices(clone(model), adapter, k, no_data())
+    assert len(first) == len(adapter.decoder_layers(model))
+    for a, b in zip(first, again):
+        assert a.numel() == k == torch.unique(a).numel()
+        assert torch.equal(a, b)
+    report = method.prune(model, adapter, no_data())
+    assert report["ffn_width_pruned"] == k == getattr(model.config, adapter.width_key)
+
+
+def test_protect_ends_keeps_the_budget_and_masks_like_slicing(token_batch, clone):
+    model, _ = load_tiny("tiny_llama")
+    adapter = get_adapter(model)
+    width, layers = adapter.ffn_width(model), len(adapter.decoder_layers(model))
+    method = ExpectedActivation(allocation="protect_ends", protected_layers=[0, -1], **FAST)
+    masked = clone(model)
+    report = method.prune(masked, adapter, no_data(0.2))
+    widths = report["ffn_widths_kept"]
+    assert widths[0] == widths[-1] == width
+    assert sum(widths) <= layers * kept_width(width, 0.2)
+    assert report["ratio_achieved"] == pytest.approx(1 - sum(widths) / (layers * width))
+    # the masked model equals the model sliced to the same (per-layer) neurons
+    keep = [(b.ffn_out.weight.abs().sum(0) > 0).nonzero().flatten() for b in adapter.blocks(masked)]
+    assert [k.numel() for k in keep] == widths
+    scores, _ = method.scores(model, adapter)
+    for row, idx, k in zip(scores, keep, widths):
+        assert torch.equal(idx, row.topk(k).indices.sort().values)
+    sliced = clone(model)
+    for block, idx in zip(adapter.blocks(sliced), keep):
+        dropped = torch.ones(width, dtype=torch.bool)
+        dropped[idx] = False
+        with torch.no_grad():
+            block.ffn_out.weight[:, dropped] = 0.0
+    torch.testing.assert_close(logits(masked, token_batch), logits(sliced, token_batch))
+
+
+def test_layer_widths():
+    assert layer_widths(4, 100, 0.2, 1, [0, -1]) == [100, 60, 60, 100]
+    assert layer_widths(4, 100, 0.2, 8, []) == [80] * 4
+    with pytest.raises(ConfigError, match="every layer"):
+        layer_widths(2, 100, 0.2, 1, [0, 1])
+    with pytest.raises(ConfigError, match="no neurons"):
+        layer_widths(3, 100, 0.6, 1, [0, -1])
+
+
+def test_expected_output_size_matches_closed_forms():
+    z = standard_normal_pairs(400_000)
+    mean, var = torch.tensor([0.7, -0.3]), torch.tensor([0.5, 2.0])
+    row = torch.tensor([[1.0, 0.5]])
+    m, s = (row @ mean).item(), math.sqrt((row.pow(2) @ var).item())
+    # identity act, one reader: E|a| of a ~ N(m, s^2) (folded normal)
+    folded = s * math.sqrt(2 / math.pi) * math.exp(-m * m / (2 * s * s)) + m * math.erf(m / (s * math.sqrt(2)))
+    got = expected_output_size([row], [None], mean, var, lambda a: a, z)
+    assert got.item() == pytest.approx(folded, rel=5e-3)
+    # gated with gate == up and identity act: h = a^2 >= 0, E h = m^2 + s^2
+    got = expected_output_size([row, row], [None, None], mean, var, lambda a: a, z)
+    assert got.item() == pytest.approx(m * m + s * s, rel=5e-3)
+    # a bias shifts the pre-activation mean; the rms statistic is sqrt(E h^2) = sqrt(E a^2)
+    got = expected_output_size([row], [torch.tensor([-m])], mean, var, lambda a: a, z, "rms")
+    assert got.item() == pytest.approx(s, rel=5e-3)
+
+
+def _biased_layers(layers=3, d=16, seed=0, flip=(1,)):
+    """Gate matrices whose rows share a component along a known DC direction: 3/4 of the rows
+    point against it (negatively biased, mostly off), 1/4 along it. Layers in `flip` have their
+    rows negated AND their norm weight negated, so the DC seen in the residual stream is the same
+    while the gate's singular vector sign is arbitrary."""
+    gen = torch.Generator().manual_seed(seed)
+    dc = torch.zeros(d)
+    dc[:3] = torch.tensor([3.0, -2.0, 1.0])
+    dc = dc / dc.norm()
+    weights, norms = [], []
+    for i in range(layers):
+        sign = torch.ones(48)
+        sign[:12] = -1.0  # the always-on minority
+        rows = -sign[:, None] * 2.0 * dc + 0.3 * torch.randn(48, d, generator=gen)
+        w = torch.ones(d)
+        if i in flip:
+            rows, w = -rows, -w
+        weights.append(rows)
+        norms.append(w)
+    return weights, norms, dc
+
+
+def test_gate_directions_find_the_dc_and_its_sign_in_every_layer():
+    weights, norms, dc = _biased_layers()
+    dirs = gate_directions(weights, norms, smoothing=0)
+    for rows, w, v in zip(weights, norms, dirs):
+        # v is in the FFN input space (after the norm weight); in the residual stream, v / w is
+        # the DC: parallel to it, with the sign that leaves most neurons negatively biased
+        assert torch.nn.functional.cosine_similarity(v.float() / w, dc, dim=0) > 0.95
+        assert ((rows @ v.float()) < 0).float().mean() == pytest.approx(0.75, abs=0.05)
+    smoothed = gate_directions(weights, norms, smoothing=1)
+    for w, v in zip(norms, smoothed):
+        assert torch.nn.functional.cosine_similarity(v.float() / w, dc, dim=0) > 0.95
+
+
+def _always_on_minority(model, adapter):
+    """Overwrite every FFN of a tiny LLaMA: 3/4 of the neurons have large gate rows pointing
+    against the DC (mostly off), 1/4 small rows along it (always on). Returns the on-indices."""
+    gen = torch.Generator().manual_seed(3)
+    on = torch.arange(0, adapter.ffn_width(model), 4)
+    for block in adapter.blocks(model):
+        m, d = block.ffn1.shape
+        dc = torch.zeros(d)
+        dc[0] = 1.0
+        gate = -4.0 * dc + 0.4 * torch.randn(m, d, generator=gen)
+        gate[on] = 1.0 * dc + 0.05 * torch.randn(len(on), d, generator=gen)
+        up = torch.randn(m, d, generator=gen)
+        up[:, 0] = 0.0
+        with torch.no_grad():
+            block.ffn_in[0].weight.copy_(gate)
+            block.ffn_in[1].weight.copy_(up)
+            block.ffn_out.weight.copy_(torch.randn(d, m, generator=gen))
+            block.norm_weight.fill_(1.0)
+    return on
+
+
+def test_the_dc_mean_keeps_small_always_on_neurons_that_norms_would_drop():
+    model, _ = load_tiny("tiny_llama")
+    adapter = get_adapter(model)
+    on = _always_on_minority(model, adapter)
+    k = len(on)
+    aware = ExpectedActivation(allocation="uniform", first_layer_mean="gate_direction", **FAST)
+    blind = ExpectedActivation(allocation="uniform", mean="none", **FAST)
+    for keep in aware.keep_indices(model, adapter, k, no_data())[0]:
+        assert torch.equal(keep, on)
+    for keep in blind.keep_indices(model, adapter, k, no_data())[0]:
+        assert len(set(keep.tolist()) & set(on.tolist())) < k // 2
+
+
+def test_fold_norm_reads_through_the_norm_weight():
+    """A neuron reading only channels the norm weight silences writes nothing: with the norm
+    folded it scores ~0, without it scores like any other."""
+    model, _ = load_tiny("tiny_llama")
+    adapter = get_adapter(model)
+    with torch.no_grad():
+        for block in adapter.blocks(model):
+            block.norm_weight[:8] = 1e-4
+            for linear in block.ffn_in:
+                linear.weight[0] = 0.0
+                linear.weight[0, :8] = 1.0
+    folded, _ = ExpectedActivation(mean="none", **FAST).scores(model, adapter)
+    plain, _ = ExpectedActivation(mean="none", fold_norm=False, **FAST).scores(model, adapter)
+    assert (folded[:, 0] < 1e-3 * folded.median(dim=1).values).all()
+    assert (plain[:, 0] > 0.1 * plain.median(dim=1).values).all()
+
+
+def test_first_attention_mean_is_the_token_independent_attention_output():
+    """With every embedding row equal, every token's attention output is that row's value path
+    whatever the attention weights: first_attention_mean must reproduce the module's output."""
+    model, _ = load_tiny("tiny_llama")
+    adapter = get_adapter(model)
+    with torch.no_grad():
+        row = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+        model.model.embed_tokens.weight.copy_(row.expand_as(model.model.embed_tokens.weight))
+    seen = {}
+
+    def record(module, args, output):  # returns None: the output passes on unchanged
+        seen["out"] = output[0].detach()
+
+    hook = model.model.layers[0].self_attn.register_forward_hook(record)
+    with torch.no_grad():
+        model(torch.randint(0, 256, (1, 12)))
+    hook.remove()
+    mean, rms = first_attention_mean(model, adapter)
+    torch.testing.assert_close(seen["out"][0].double(), mean.expand(12, -1), rtol=1e-4, atol=1e-5)
+    # the stream's RMS: embedding power plus the attention DC's power
+    assert rms == pytest.approx(math.sqrt(row.double().pow(2).mean() + mean.pow(2).mean()))
+
+
+def test_first_attention_mean_absent_for_parallel_branches():
+    model, _ = load_tiny("tiny_phi")  # attention and FFN read the same norm in parallel
+    assert first_attention_mean(model, get_adapter(model)) is None
+    _, report = ExpectedActivation(**FAST).scores(model, get_adapter(model))
+    assert report["first_layer_mean_used"] == "gate_direction"
+
+
+@pytest.mark.parametrize("method", ["expected_activation", "expected_activation_uniform"])
+def test_configs_build_and_bad_options_fail_clearly(method):
+    built = build_method(compose([f"method={method}"]).method)
+    assert isinstance(built, ExpectedActivation)
+    with pytest.raises(ConfigError, match="allocation"):
+        ExpectedActivation(allocation="greedy")
+    with pytest.raises(ConfigError, match="noise_var"):
+        ExpectedActivation(noise_var=0.0)
