@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from yopo.adapters import get_adapter
 from yopo.config import compose
 from yopo.data import DataError, split_calibration, wikitext2_token_ids
 from yopo.eval import dense_cache_path
 from yopo.eval.perplexity import wikitext2_perplexity
 from yopo.eval.throughput import compare_throughput
 from yopo.eval.zeroshot import PAPER_METRICS, evaluate_zeroshot
-from yopo.models import load_model
 from yopo.pipeline import run
 
 from conftest import load_tiny
@@ -74,8 +74,6 @@ def test_perplexity_equals_a_direct_loop_over_chunks(tiny_llama, data_dir):
 def test_throughput_is_positive_and_ideal_speedup_matches_the_formula(tiny_llama):
     dense, _ = tiny_llama
     pruned = copy.deepcopy(dense)
-    from yopo.adapters import get_adapter
-
     adapter = get_adapter(pruned)
     c = dense.config
     kept = 100  # of 160 FFN neurons

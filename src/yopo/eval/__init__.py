@@ -44,12 +44,12 @@ def needs_dense_copy(eval_cfg: DictConfig) -> bool:
 
 
 def _scores_config(cfg: DictConfig) -> dict[str, Any]:
-    """Everything the dense scores depend on (not throughput settings, not where data lies:
-    data files are checksummed)."""
+    """Everything the dense scores depend on: not the throughput settings, not where the data
+    lies (its files are checksummed), not the device (which moves scores by rounding only)."""
     eval_cfg = OmegaConf.to_container(cfg.eval, resolve=True)
     eval_cfg.pop("throughput", None)
     return {"model": OmegaConf.to_container(cfg.model, resolve=True), "eval": eval_cfg,
-            "calibration_tokens": int(cfg.data.calibration_tokens), "device": str(cfg.device)}
+            "calibration_tokens": int(cfg.data.calibration_tokens)}
 
 
 def dense_cache_path(cfg: DictConfig) -> Path:
