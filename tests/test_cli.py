@@ -35,6 +35,7 @@ def test_main_job_writes_complete_run_and_skips_it_next_time(tmp_path):
                 "total_seconds", "versions", "git_commit"):
         assert key in metrics, key
     assert metrics["ratio_target"] == 0.25 and metrics["ratio_achieved"] == pytest.approx(0.25)
+    assert metrics["ratio_semantics"] == "ffn_width"
     assert len(metrics["ks_per_layer"]) == 3 and metrics["params_pruned"] < metrics["params_dense"]
     assert (run_dir / "policy.safetensors").is_file() and (run_dir / "policy.json").is_file()
     model = AutoModelForCausalLM.from_pretrained(run_dir / "pruned_model")

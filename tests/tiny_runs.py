@@ -76,7 +76,7 @@ def eval_record(method="prunenet", ratio=0.3, seed=0, scale=1.0):
                "pruned": {"prefill_tokens_per_s": 125.0, "decode_tokens_per_s": 12.0},
                "speedup": {"prefill": 1.25, "decode": 1.2}}
     return {"model": "m", "method": method, "ratio_target": ratio, "seed": seed,
-            "ratio_semantics": "ffn_neurons", "zeroshot": zeroshot, "ppl_wikitext2": 12.5,
+            "ratio_semantics": "ffn_width", "zeroshot": zeroshot, "ppl_wikitext2": 12.5,
             "dense": {"zeroshot": {**tasks, "avg": 0.6}, "ppl_wikitext2": 10.0},
             "throughput": {"settings": [setting],
                            "ideal_speedup": {"prefill": 1.3, "decode": 1.28}, "device": "cpu"},

@@ -62,5 +62,4 @@ class ActivationNeurons(NeuronSelectionMethod):
     def keep_indices(self, model, adapter, k, ctx):
         scores = activation_scores(model, adapter, self.calibration.batches(ctx), ctx.device)
         keep = scores.topk(k, dim=-1).indices.cpu()
-        return ([idx.sort().values for idx in keep],
-                {"ratio_semantics": "ffn_width", **self.calibration.report()})
+        return [idx.sort().values for idx in keep], self.calibration.report()

@@ -87,5 +87,5 @@ class NeuronSelectionMethod(PruningMethod):
         k = kept_width(width, ctx.ratio, ctx.round_to)
         keep, report = self.keep_indices(model, adapter, k, ctx)
         adapter.slice_ffn(model, keep)
-        return {"ffn_width_dense": width, "ffn_width_pruned": k,
+        return {"ffn_width_dense": width, "ffn_width_pruned": k, "ratio_semantics": "ffn_width",
                 "ratio_achieved": 1.0 - k / width, **report}

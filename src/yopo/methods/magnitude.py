@@ -34,4 +34,4 @@ class MagnitudeNeurons(NeuronSelectionMethod):
 
     def keep_indices(self, model, adapter, k, ctx):
         keep = magnitude_scores(model, adapter).topk(k, dim=-1).indices.cpu()
-        return [idx.sort().values for idx in keep], {"ratio_semantics": "ffn_width"}
+        return [idx.sort().values for idx in keep], {}

@@ -20,4 +20,4 @@ class RandomNeurons(NeuronSelectionMethod):
         gen = torch.Generator().manual_seed(ctx.seed)
         keep = [torch.randperm(width, generator=gen)[:k].sort().values
                 for _ in adapter.decoder_layers(model)]
-        return keep, {"ratio_semantics": "ffn_width"}
+        return keep, {}
