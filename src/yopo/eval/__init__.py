@@ -149,4 +149,5 @@ def _score(entry: dict[str, Any] | None) -> str:
     return f"{entry['value']:.4f}" + (f"±{entry['stderr']:.4f}" if entry["stderr"] else "")
 
 
-__all__ = ["PAPER_METRICS", "check_eval", "dense_scores", "evaluate_run", "format_eval", "needs_dense_copy"]
+__all__ = ["PAPER_METRICS", "check_eval", "dense_scores", "evaluate_run", "format_eval",
+           "needs_dense_copy", "score_model"]

@@ -120,7 +120,8 @@ class PruneNet(NeuronSelectionMethod):
                 device: torch.device) -> torch.Tensor:
         """Scores [B, m] of the rows of layers[batch] ([m, d] each): only layer_batch layers are
         ever copied to float32 (and kept for the backward pass) at a time."""
-        return policy(torch.stack([layers[i].detach() for i in batch]).to(device, torch.float32))
+        # each layer moved on its own: under a device map the layers sit on several devices
+        return policy(torch.stack([layers[i].detach().to(device) for i in batch]).float())
 
     def _all_scores(self, policy: RowPolicy, layers: Sequence[torch.Tensor],
                     device: torch.device) -> torch.Tensor:
