@@ -156,6 +156,35 @@ def test_06_spectra(sweep):
         assert (sweep["figures"] / f"{figure}.png").exists()
 
 
+def test_08_recovery_table(tmp_path):
+    """Synthetic records with RFT in the pipeline's shape: the scores before RFT under
+    "before_rft", after it at the top level (a real RFT run with evaluation takes minutes)."""
+    runs_dir = tmp_path / "runs"
+    for method, before_scale, after_scale in (("prunenet", 0.9, 1.0), ("random", 0.8, 0.95)):
+        after, before = eval_record(method, scale=after_scale), eval_record(method,
+                                                                            scale=before_scale)
+        record = {**after, "model": "llama2_7b", "ppl_wikitext2": 20.0,
+                  "rft": {"setting": "lora", "seconds": 60.0},
+                  "before_rft": {"zeroshot": before["zeroshot"], "ppl_wikitext2": 40.0}}
+        folder = runs_dir / "llama2_7b" / method / "rft"
+        folder.mkdir(parents=True)
+        (folder / results.METRICS_FILE).write_text(json.dumps(record))
+    plain = runs_dir / "llama2_7b" / "prunenet" / "plain"  # no RFT: not a row of this table
+    plain.mkdir()
+    (plain / results.METRICS_FILE).write_text(json.dumps({**eval_record(), "model": "llama2_7b"}))
+    execute("08", runs_dir, tmp_path / "t", tmp_path / "f", tmp_path)
+    got = pd.read_csv(tmp_path / "t" / "08_recovery.csv").set_index("method")
+    assert sorted(got.index) == ["prunenet", "random"]
+    for method, before_scale, after_scale in (("prunenet", 0.9, 1.0), ("random", 0.8, 0.95)):
+        row = got.loc[method]
+        assert row["avg before"] == pytest.approx(100 * 0.52 * before_scale)
+        assert row["avg gain"] == pytest.approx(100 * 0.52 * (after_scale - before_scale))
+        assert row["ppl after / before"] == pytest.approx(0.5)
+    assert got.loc["prunenet", "paper avg with RFT"] == paper.recovery_avg("llama2_7b", 0.3, True)
+    assert pd.isna(got.loc["random", "paper avg with RFT"])
+    assert (tmp_path / "f" / "08_recovery.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_copes_with_no_runs(source, tmp_path):
     """Run in this process (no kernel start) against an empty runs folder: a table with a note,

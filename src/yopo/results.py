@@ -49,6 +49,7 @@ def _zeroshot_columns(prefix: str) -> list[str]:
 COLUMNS = (list(RECORD_COLUMNS) + ["policy_transferred", "rft", "rft_seconds"]
            + _zeroshot_columns("zs_")
            + ["dense_ppl_wikitext2"] + _zeroshot_columns("dense_zs_")
+           + ["before_rft_ppl_wikitext2"] + _zeroshot_columns("before_rft_zs_")
            + ["eval_limit", "speedup", "ideal_speedup", "run_dir", "wandb_id"])
 STRING_COLUMNS = {"model", "method", "ratio_semantics", "policy_source", "rft", "device",
                   "git_commit", "run_dir", "wandb_id",
@@ -144,6 +145,10 @@ def run_row(record: Mapping[str, Any], run_dir: str | None, wandb_id: str | None
     dense = record.get("dense") if isinstance(record.get("dense"), Mapping) else {}
     row.update(_zeroshot_values(dense.get("zeroshot"), "dense_zs_"))
     row["dense_ppl_wikitext2"] = _scalar(dense.get("ppl_wikitext2"))
+    # the same run scored before recovery fine-tuning (pipeline: metrics.json "before_rft")
+    before = record.get("before_rft") if isinstance(record.get("before_rft"), Mapping) else {}
+    row.update(_zeroshot_values(before.get("zeroshot"), "before_rft_zs_"))
+    row["before_rft_ppl_wikitext2"] = _scalar(before.get("ppl_wikitext2"))
     throughput = record.get("throughput") if isinstance(record.get("throughput"), Mapping) else {}
     # speedup / ideal_speedup: columns of their own when scalars; per phase or batch size
     # (dicts, lists) they become throughput_* columns like every other numeric leaf
@@ -355,6 +360,36 @@ def zeroshot_runs(runs: pd.DataFrame, models: Iterable[str] | None = None) -> pd
     return pd.DataFrame(rows, columns=["model", "method", "rft", "ratio", "seed", "transferred",
                                        "task", "metric", "accuracy", "stderr", "dense accuracy",
                                        "limit", "run_dir"])
+
+
+def recovery_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Recovery fine-tuning: one row per model, method, ratio and RFT setting (mean over seeds)
+    with the five-task average (percent) and WikiText-2 perplexity of the same runs before and
+    after RFT, the gains, and the paper's PruneNet averages without and with RFT."""
+    columns = ["model", "method", "ratio", "rft", "n", "avg before", "avg after", "avg gain",
+               "ppl before", "ppl after", "ppl after / before", "dense avg", "rft_s",
+               "eval limit", "paper avg without RFT", "paper avg with RFT"]
+    tuned = runs[runs["rft"].notna() & ~runs["policy_transferred"]]
+    rows = []
+    for (model, method, ratio, rft), group in tuned.groupby(
+            ["model", "method", "ratio_target", "rft"], sort=True):
+        before, after = 100 * group["before_rft_zs_avg"].mean(), 100 * group["zs_avg"].mean()
+        ppl_before, ppl_after = (group["before_rft_ppl_wikitext2"].mean(),
+                                 group["ppl_wikitext2"].mean())
+        on_paper = method == "prunenet"
+        rows.append({"model": model, "method": method, "ratio": ratio, "rft": rft,
+                     "n": len(group), "avg before": before, "avg after": after,
+                     "avg gain": after - before, "ppl before": ppl_before,
+                     "ppl after": ppl_after, "ppl after / before": ppl_after / ppl_before,
+                     "dense avg": 100 * group["dense_zs_avg"].mean(),
+                     "rft_s": group["rft_seconds"].mean(),
+                     "eval limit": group["eval_limit"].astype(float).max(),
+                     "paper avg without RFT": paper.recovery_avg(model, ratio, False)
+                     if on_paper else None,
+                     "paper avg with RFT": paper.recovery_avg(model, ratio, True)
+                     if on_paper else None})
+    table = pd.DataFrame(rows, columns=columns)
+    return table.astype({c: "Int64" if c == "n" else float for c in columns[4:]})
 
 
 def speedup_columns(runs: pd.DataFrame) -> list[tuple[str, str | None]]:
