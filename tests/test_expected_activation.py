@@ -2,10 +2,12 @@
 
 Tiny random models only; each scoring ingredient is checked on a constructed example where the
 right answer is known."""
+import json
 import math
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from conftest import load_tiny, logits
 from yopo.adapters import get_adapter
@@ -16,6 +18,8 @@ from yopo.methods.base import PruneContext, kept_width
 from yopo.methods.expected_activation import (ExpectedActivation, expected_output_size,
                                               first_attention_mean, gate_directions,
                                               layer_widths, standard_normal_pairs)
+from yopo.models import count_parameters
+from yopo.pipeline import run, save_checkpoint
 
 FAST = {"samples": 256}
 
@@ -40,30 +44,59 @@ def test_uniform_keeps_exactly_k_per_layer_deterministically_without_data(tiny, 
     assert report["ffn_width_pruned"] == k == getattr(model.config, adapter.width_key)
 
 
-def test_protect_ends_keeps_the_budget_and_masks_like_slicing(token_batch, clone):
-    model, _ = load_tiny("tiny_llama")
-    adapter = get_adapter(model)
+def test_protect_ends_slices_each_layer_to_its_width_and_reloads(tiny, token_batch, clone,
+                                                                 tmp_path):
+    """Per-layer widths are real: fewer parameters, each layer keeps its top-scored neurons, and
+    the checkpoint (a SlicedForCausalLM with its modeling file) reloads with the same logits."""
+    name, model, tokenizer, adapter = tiny
     width, layers = adapter.ffn_width(model), len(adapter.decoder_layers(model))
     method = ExpectedActivation(allocation="protect_ends", protected_layers=[0, -1], **FAST)
-    masked = clone(model)
-    report = method.prune(masked, adapter, no_data(0.2))
+    scores, _ = method.scores(model, adapter)  # [L, m] on the dense model
+    dense = clone(model)
+    report = method.prune(model, adapter, no_data(0.2))
     widths = report["ffn_widths_kept"]
-    assert widths[0] == widths[-1] == width
+    assert widths[0] == widths[-1] == width and min(widths) < width
     assert sum(widths) <= layers * kept_width(width, 0.2)
     assert report["ratio_achieved"] == pytest.approx(1 - sum(widths) / (layers * width))
-    # the masked model equals the model sliced to the same (per-layer) neurons
-    keep = [(b.ffn_out.weight.abs().sum(0) > 0).nonzero().flatten() for b in adapter.blocks(masked)]
-    assert [k.numel() for k in keep] == widths
-    scores, _ = method.scores(model, adapter)
-    for row, idx, k in zip(scores, keep, widths):
-        assert torch.equal(idx, row.topk(k).indices.sort().values)
-    sliced = clone(model)
-    for block, idx in zip(adapter.blocks(sliced), keep):
-        dropped = torch.ones(width, dtype=torch.bool)
-        dropped[idx] = False
-        with torch.no_grad():
+    assert report["ratio_semantics"] == "ffn_width"
+    assert [b.width for b in adapter.blocks(model)] == widths
+    assert count_parameters(model) < count_parameters(dense)
+    # the sliced model equals the dense one with the other neurons' writes zeroed
+    with torch.no_grad():
+        for block, row, k in zip(adapter.blocks(dense), scores, widths):
+            dropped = torch.ones(width, dtype=torch.bool)
+            dropped[row.topk(k).indices] = False
             block.ffn_out.weight[:, dropped] = 0.0
-    torch.testing.assert_close(logits(masked, token_batch), logits(sliced, token_batch))
+    pruned = logits(model, token_batch)
+    torch.testing.assert_close(pruned, logits(dense, token_batch), rtol=1e-5, atol=1e-5)
+    save_checkpoint(method.checkpoint_model(model), tokenizer, tmp_path / "pruned_model")
+    config = json.loads((tmp_path / "pruned_model" / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_yopo_sliced.SlicedForCausalLM"
+    assert config["norms"] == {}
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "pruned_model",
+                                                    trust_remote_code=True).eval()
+    assert count_parameters(reloaded) == count_parameters(model)
+    torch.testing.assert_close(logits(reloaded, token_batch), pruned, rtol=1e-5, atol=1e-5)
+
+
+def test_uniform_allocation_saves_a_standard_checkpoint():
+    model, _ = load_tiny("tiny_llama")
+    method = ExpectedActivation(allocation="uniform", **FAST)
+    report = method.prune(model, get_adapter(model), no_data(0.2))
+    assert report["ratio_semantics"] == "ffn_width"
+    assert method.checkpoint_model(model) is model
+
+
+def test_pipeline_records_per_layer_widths_and_real_parameters(tmp_path):
+    cfg = compose(["model=tiny_llama", "method=expected_activation", "ratio=0.25",
+                   "method.samples=256", "save_model=false", "eval=none", "logger=none"])
+    metrics = run(cfg, tmp_path)
+    model, _ = load_tiny("tiny_llama")
+    widths = layer_widths(3, 160, 0.25, 1, [0, -1])
+    assert metrics["ffn_widths_kept"] == widths and metrics["ratio_semantics"] == "ffn_width"
+    ffn_params_per_neuron = 3 * model.config.hidden_size  # gate row, up row, down column
+    assert metrics["params_dense"] - metrics["params_pruned"] == \
+        ffn_params_per_neuron * (3 * 160 - sum(widths))
 
 
 def test_layer_widths():

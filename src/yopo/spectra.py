@@ -48,19 +48,29 @@ class Spectra:
 def ffn1_spectra(model: nn.Module, adapter: FFNAdapter, layer_batch: int = 8) -> torch.Tensor:
     """Singular values of every layer's FFN1 weight [m, d] -> [L, min(m, d)] float32 on CPU.
 
-    `layer_batch` layers at a time: a batch lets singular_values spread the eigen-solves over
-    threads (one layer at a time took 15x longer on a busy 2-core CPU), while stacking every
-    layer would need L*m*d*12 bytes at once (float32 copy + float64 Gram input; 17 GB for
-    LLaMA-2-7B). Layers spread over devices by a device map are gathered on the first's.
+    `layer_batch` consecutive layers of equal shape at a time: a batch lets singular_values
+    spread the eigen-solves over threads (one layer at a time took 15x longer on a busy 2-core
+    CPU), while stacking every layer would need L*m*d*12 bytes at once (float32 copy + float64
+    Gram input; 17 GB for LLaMA-2-7B). Layers spread over devices by a device map are gathered
+    on the first's. With per-layer widths, a layer with fewer rows m_l than the longest
+    spectrum is padded with zeros: the zero eigenvalues of its larger Gram matrix.
     """
-    blocks = adapter.blocks(model)
+    weights = [b.ffn1.detach() for b in adapter.blocks(model)]
     spectra = []
     with torch.no_grad():
-        for start in range(0, len(blocks), layer_batch):
-            chunk = [b.ffn1.detach() for b in blocks[start:start + layer_batch]]
-            weights = torch.stack([w.to(chunk[0].device, torch.float32) for w in chunk])
-            spectra.append(singular_values(weights).cpu())  # [batch, min(m, d)]
-    return torch.cat(spectra)
+        start = 0
+        while start < len(weights):
+            shape = weights[start].shape
+            stop = start + 1
+            while stop < min(len(weights), start + layer_batch) and weights[stop].shape == shape:
+                stop += 1
+            chunk = weights[start:stop]
+            stacked = torch.stack([w.to(chunk[0].device, torch.float32) for w in chunk])
+            spectra.extend(singular_values(stacked).cpu())  # [min(m, d)] per layer
+            start = stop
+    longest = max(values.numel() for values in spectra)
+    return torch.stack([torch.nn.functional.pad(values, (0, longest - values.numel()))
+                        for values in spectra])
 
 
 def save_spectra(run_dir: str | Path, dense: torch.Tensor, pruned: torch.Tensor) -> Spectra:

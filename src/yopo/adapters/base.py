@@ -119,17 +119,20 @@ class FFNAdapter:
     def ffn_width(self, model: nn.Module) -> int:
         return int(getattr(model.config, self.width_key))
 
-    def slice_ffn(self, model: nn.Module, keep: list[torch.Tensor]) -> None:
-        """Keep only neurons `keep[i]` (sorted LongTensor [k]) of layer i, in place.
+    def slice_ffn(self, model: nn.Module, keep: list[torch.Tensor], uniform: bool = True) -> None:
+        """Keep only neurons `keep[i]` (sorted LongTensor [k_i]) of layer i, in place.
 
-        Every layer must keep the same number k: transformers configs hold a single FFN width,
-        so a uniform width is what makes the result reload as a standard checkpoint.
+        uniform=True: every layer must keep the same number k. transformers configs hold a
+        single FFN width, so a uniform width is what makes the result reload as a standard
+        checkpoint. uniform=False allows per-layer widths: the config then holds the widest,
+        and only modeling_yopo_sliced.SlicedForCausalLM (which records every parameter whose
+        shape differs from the config's architecture) reloads the result.
         """
         layers = self.decoder_layers(model)
         if len(keep) != len(layers):
             raise ValueError(f"got {len(keep)} keep-index tensors for {len(layers)} layers")
         widths = {int(k.numel()) for k in keep}
-        if len(widths) != 1:
+        if uniform and len(widths) != 1:
             raise ValueError(f"per-layer FFN widths {sorted(widths)} cannot be saved as a "
                              "standard checkpoint; keep the same number of neurons in every layer")
         for layer, index in zip(layers, keep):
@@ -138,4 +141,4 @@ class FFNAdapter:
             self._set_ffn(layer,
                           [_sliced_linear(lin, index, dim=0) for lin in block.ffn_in],
                           _sliced_linear(block.ffn_out, index, dim=1))
-        setattr(model.config, self.width_key, widths.pop())
+        setattr(model.config, self.width_key, max(widths))

@@ -46,15 +46,21 @@ def linear_cost(model: nn.Module, adapter: FFNAdapter) -> dict[str, dict[str, fl
     return cost
 
 
+def ffn_neurons(model: nn.Module, adapter: FFNAdapter) -> int:
+    """FFN neurons summed over layers (per-layer widths may differ)."""
+    return sum(block.width for block in adapter.blocks(model))
+
+
 def ideal_speedup(dense: nn.Module, pruned: nn.Module, adapter: FFNAdapter) -> dict[str, Any]:
     """cost(dense) / cost(pruned) by FLOPs (prefill) and weight bytes (decode); with a uniform
-    FFN ratio r this is 1 / (1 - r f). Also reports f (FFN share of the dense cost) and r."""
+    FFN ratio r this is 1 / (1 - r f). Also reports f (FFN share of the dense cost) and r
+    (the fraction of all layers' FFN neurons removed)."""
     before, after = linear_cost(dense, adapter), linear_cost(pruned, adapter)
     return {
         "prefill": before["flops"]["total"] / after["flops"]["total"],
         "decode": before["weight_bytes"]["total"] / after["weight_bytes"]["total"],
         "ffn_share": {kind: before[kind]["ffn"] / before[kind]["total"] for kind in before},
-        "ffn_ratio": 1.0 - adapter.ffn_width(pruned) / adapter.ffn_width(dense),
+        "ffn_ratio": 1.0 - ffn_neurons(pruned, adapter) / ffn_neurons(dense, adapter),
     }
 
 

@@ -30,10 +30,11 @@ the mean mu_l comes from:
   where the first FFN reads after an attention branch (LLaMA/OPT); otherwise gate_direction.
 
 `allocation: protect_ends` keeps the listed layers (default first and last, the fragile ones)
-dense and prunes the others more, for the same total number of FFN neurons. Per-layer widths do
-not fit a standard checkpoint, so that mode *masks*: dropped neurons' FFN_out columns (and FFN_in
-rows) are zeroed in a checkpoint of the original width. It removes no parameters and saves no
-compute; it measures what the allocation buys. `allocation: uniform` slices as every other method.
+dense and prunes the others more, for the same total number of FFN neurons. Every layer is
+sliced to its own width (parameters and compute really go); one transformers config holds one
+FFN width, so the checkpoint is a SlicedForCausalLM (modeling_yopo_sliced.py, shipped in the
+folder) that reloads with `trust_remote_code=True`. `allocation: uniform` slices to one width
+and saves a standard checkpoint, as every other FFN method.
 """
 from __future__ import annotations
 
@@ -43,9 +44,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..adapters import FFNAdapter
+from ..adapters import FFNAdapter, get_adapter
 from ..errors import ConfigError
 from .base import NeuronSelectionMethod, PruneContext, kept_width
+from .modeling_yopo_sliced import SlicedForCausalLM
 
 MEANS = ("none", "gate_direction")
 FIRST_LAYER_MEANS = ("attention", "gate_direction")
@@ -263,27 +265,24 @@ class ExpectedActivation(NeuronSelectionMethod):
     def keep_indices(self, model, adapter, k, ctx):
         scores, report = self.scores(model, adapter)
         keep = scores.topk(k, dim=-1).indices.cpu()
-        return [idx.sort().values for idx in keep], report
+        return [idx.sort().values for idx in keep], {"ratio_semantics": "ffn_width", **report}
 
     def prune(self, model: nn.Module, adapter: FFNAdapter, ctx: PruneContext) -> dict[str, Any]:
         if self.allocation == "uniform":
             return super().prune(model, adapter, ctx)
         width = adapter.ffn_width(model)
-        blocks = adapter.blocks(model)
-        widths = layer_widths(len(blocks), width, ctx.ratio, ctx.round_to, self.protected_layers)
-        scores, report = self.scores(model, adapter)
-        with torch.no_grad():
-            for block, row, k in zip(blocks, scores, widths):
-                drop = torch.ones(width, dtype=torch.bool)
-                drop[row.topk(k).indices.cpu()] = False
-                drop = drop.to(block.ffn_out.weight.device)
-                block.ffn_out.weight[:, drop] = 0.0  # the dropped neurons write nothing
-                for linear in block.ffn_in:  # and read nothing (clean zeros in the checkpoint)
-                    linear.weight[drop] = 0.0
-                    if linear.bias is not None:
-                        linear.bias[drop] = 0.0
-        kept = sum(widths)
-        return {"ffn_width_dense": width, "ffn_width_pruned": width,
-                "ratio_achieved": 1.0 - kept / (width * len(blocks)),
-                "ffn_widths_kept": widths, "per_layer_widths_realised_as": "mask",
-                "ratio_semantics": "ffn_width", **report}
+        widths = layer_widths(len(adapter.blocks(model)), width, ctx.ratio, ctx.round_to,
+                              self.protected_layers)
+        scores, report = self.scores(model, adapter)  # [L, m]
+        keep = [row.topk(k).indices.sort().values.cpu() for row, k in zip(scores, widths)]
+        adapter.slice_ffn(model, keep, uniform=False)
+        return {"ffn_width_dense": width,
+                "ratio_achieved": 1.0 - sum(widths) / (width * len(widths)),
+                "ffn_widths_kept": widths, "ratio_semantics": "ffn_width", **report}
+
+    def checkpoint_model(self, model: nn.Module) -> nn.Module:
+        """Per-layer widths do not fit a transformers config (one FFN width): such a model is
+        saved as a SlicedForCausalLM, which records the narrowed layers' shapes and reloads
+        with trust_remote_code=True. Equal widths stay a standard checkpoint."""
+        widths = {block.width for block in get_adapter(model).blocks(model)}
+        return model if len(widths) == 1 else SlicedForCausalLM.wrap(model)

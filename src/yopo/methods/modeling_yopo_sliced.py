@@ -1,4 +1,5 @@
-"""A SliceGPT-sliced causal LM (Ashkboos et al., ICLR 2024) that reloads on its own.
+"""A sliced causal LM that reloads on its own: SliceGPT (Ashkboos et al., ICLR 2024) or FFN
+pruning with a different width in every layer.
 
 This file is copied into every sliced checkpoint and config.json's `auto_map` points at it, so
 `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)` rebuilds the model with
@@ -6,10 +7,12 @@ only torch and transformers installed. It imports nothing from yopo and knows no
 the checkpoint's config names the modules to change. A sliced model is the original architecture
 (built by transformers from `base_config`) with
 
-- `shapes`: parameters whose shape changed (name -> shape). Linears that read the residual
-  stream keep d' of its D input columns, linears and embeddings that write it d' rows/columns;
-  a reader that had no bias may have gained one (a folded LayerNorm bias).
-- `norms`: every norm that reads the stream is a `SlicedNorm` (name -> SlicedNorm.spec()):
+- `shapes`: parameters whose shape changed (name -> shape). SliceGPT: linears that read the
+  residual stream keep d' of its D input columns, linears and embeddings that write it d'
+  rows/columns; a reader that had no bias may have gained one (a folded LayerNorm bias).
+  Per-layer FFN widths: each narrowed layer's FFN linears (base_config holds the widest width).
+- `norms` (SliceGPT only; empty when the stream is whole): every norm that reads the stream is
+  a `SlicedNorm` (name -> SlicedNorm.spec()):
   an RMSNorm whose scale was folded into the linears behind it and that divides by the dense
   width D. A branch's norm also holds the branch's shortcut matrix S [d', d'] (Q_in^T Q_out,
   sliced): the stream that bypasses the branch is carried from the basis Q_in it was read in to
@@ -147,6 +150,9 @@ class SlicedForCausalLM(PreTrainedModel, GenerationMixin):
                 set_parameter(base, name, torch.empty(shape))
             for name, spec in config.norms.items():
                 install_norm(base, name, config.dense_hidden_size, **spec)
+        else:  # wrapping a live model: its weights are final, also in modules made by slicing
+            for module in base.modules():  # (post_init initialises modules without this flag)
+                module._is_hf_initialized = True
         self.base = base
         self.post_init()
 
@@ -180,16 +186,21 @@ class SlicedForCausalLM(PreTrainedModel, GenerationMixin):
                   if dense_shapes.get(name) != tuple(p.shape) and not name.endswith(".shortcut")}
         norms = {name: module for name, module in model.named_modules()
                  if isinstance(module, SlicedNorm)}
-        widths = {m.shortcut.shape[0] for m in norms.values() if m.shortcut is not None}
-        dense_dims = {m.dense_dim for m in norms.values()}
-        if len(widths) != 1 or len(dense_dims) != 1:
-            raise ValueError(f"not a uniformly sliced model: stream widths {sorted(widths)}, "
-                             f"dense widths {sorted(dense_dims)}")
+        if norms:  # the residual stream was sliced (SliceGPT): one stream width throughout
+            widths = {m.shortcut.shape[0] for m in norms.values() if m.shortcut is not None}
+            dense_dims = {m.dense_dim for m in norms.values()}
+            if len(widths) != 1 or len(dense_dims) != 1:
+                raise ValueError(f"not a uniformly sliced model: stream widths {sorted(widths)}, "
+                                 f"dense widths {sorted(dense_dims)}")
+            dense_dim, width = dense_dims.pop(), widths.pop()
+        else:  # only inner widths changed (per-layer FFN widths): the stream is whole
+            dense_dim = width = base_config["hidden_size"]
         config = SlicedConfig(
-            base_config=base_config, dense_hidden_size=dense_dims.pop(), hidden_size=widths.pop(),
+            base_config=base_config, dense_hidden_size=dense_dim, hidden_size=width,
             shapes=shapes, norms={name: m.spec() for name, m in norms.items()},
             vocab_size=base_config.get("vocab_size"),
-            max_position_embeddings=base_config.get("max_position_embeddings"))
+            max_position_embeddings=base_config.get("max_position_embeddings"),
+            tie_word_embeddings=bool(base_config.get("tie_word_embeddings", False)))
         return cls(config, base=model)
 
 
