@@ -1,0 +1,68 @@
+"""Recompute a run's WikiText-2 perplexity from its saved checkpoint alone, as a check on the
+number in its metrics.json.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/recompute_ppl.py results/runs/smollm2_135m/*/ratio0.2_seed0
+
+For every run folder: reload `pruned_model/` from disk with plain transformers
+(`trust_remote_code=True`, so per-layer-width and SliceGPT checkpoints rebuild themselves from
+their own modeling file), rebuild the chunks the run recorded (`ppl_protocol`: seqlen, chunks,
+calibration tokens held out, the same text and tokenizer) and compute the perplexity with
+transformers' own causal-LM loss (`labels=`), not yopo's evaluation code. Prints the recorded
+and the recomputed value and exits 1 if any pair differs by more than --rtol.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from yopo.config import compose
+from yopo.data import split_calibration, wikitext2_token_ids
+
+
+def recompute(run_dir: Path, data_dir: str) -> tuple[float, float]:
+    """(recorded, recomputed) perplexity of one run folder."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    protocol = metrics.get("ppl_protocol")
+    if not protocol or not (run_dir / "pruned_model").is_dir():
+        raise SystemExit(f"{run_dir}: needs a run with perplexity evaluated and save_model=true")
+    folder = run_dir / "pruned_model"
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True,
+                                                 dtype=torch.float32).eval()
+    _, evaluation = split_calibration(wikitext2_token_ids(tokenizer, data_dir),
+                                      int(protocol["calibration_tokens"]))
+    seqlen, chunks = int(protocol["seqlen"]), int(protocol["chunks"])
+    nll, tokens = 0.0, 0
+    with torch.no_grad():
+        for i in range(chunks):
+            ids = evaluation[i * seqlen:(i + 1) * seqlen][None]  # [1, seqlen]
+            loss = model(ids, labels=ids, use_cache=False).loss  # mean over seqlen-1 predictions
+            nll += loss.item() * (seqlen - 1)
+            tokens += seqlen - 1
+    return float(metrics["ppl_wikitext2"]), math.exp(nll / tokens)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (with pruned_model/)")
+    parser.add_argument("--data-dir", default=compose([]).data.dir)
+    parser.add_argument("--rtol", type=float, default=1e-3)
+    args = parser.parse_args()
+    failed = False
+    print(f"{'run':70} {'recorded':>12} {'recomputed':>12} {'rel. diff':>9}")
+    for run_dir in args.runs:
+        recorded, again = recompute(run_dir, args.data_dir)
+        diff = abs(again - recorded) / recorded
+        failed |= diff > args.rtol
+        print(f"{str(run_dir)[-70:]:70} {recorded:>12.4f} {again:>12.4f} {diff:>9.2e}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
