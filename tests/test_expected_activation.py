@@ -17,7 +17,8 @@ from yopo.methods import build_method
 from yopo.methods.base import PruneContext, kept_width
 from yopo.methods.expected_activation import (ExpectedActivation, expected_output_size,
                                               first_attention_mean, gate_directions,
-                                              layer_widths, standard_normal_pairs)
+                                              layer_widths, share_widths,
+                                              standard_normal_pairs)
 from yopo.models import count_parameters
 from yopo.pipeline import run, save_checkpoint
 
@@ -79,6 +80,16 @@ def test_protect_ends_slices_each_layer_to_its_width_and_reloads(tiny, token_bat
     torch.testing.assert_close(logits(reloaded, token_batch), pruned, rtol=1e-5, atol=1e-5)
 
 
+def test_share_allocation_prunes_to_the_share_widths():
+    model, _ = load_tiny("tiny_llama")
+    adapter = get_adapter(model)
+    method = ExpectedActivation(allocation="share", protected_layers=[], min_keep=0.2, **FAST)
+    scores, _ = method.scores(model, adapter)
+    report = method.prune(model, adapter, no_data(0.3))
+    assert report["ffn_widths_kept"] == share_widths(scores, 0.3, 1, [], 0.2)
+    assert [b.width for b in adapter.blocks(model)] == report["ffn_widths_kept"]
+
+
 def test_uniform_allocation_saves_a_standard_checkpoint():
     model, _ = load_tiny("tiny_llama")
     method = ExpectedActivation(allocation="uniform", **FAST)
@@ -106,6 +117,18 @@ def test_layer_widths():
         layer_widths(2, 100, 0.2, 1, [0, 1])
     with pytest.raises(ConfigError, match="no neurons"):
         layer_widths(3, 100, 0.6, 1, [0, -1])
+
+
+def test_share_widths_take_neurons_from_layers_whose_mass_sits_in_few_neurons():
+    scores = torch.ones(3, 10)
+    scores[1] = torch.tensor([100.0] + [1e-3 * i for i in range(1, 10)])  # one neuron does it all
+    assert share_widths(scores, 0.2, 1, [], min_keep=0.2) == [10, 4, 10]
+    assert share_widths(scores, 0.2, 2, [], min_keep=0.2) == [10, 4, 10]
+    assert share_widths(scores, 0.2, 1, [-1], min_keep=0.2) == [10, 4, 10]
+    widths = share_widths(scores, 0.4, 1, [0], min_keep=0.3)
+    assert widths[0] == 10 and min(widths) >= 3 and sum(widths) <= 18
+    with pytest.raises(ConfigError, match="budget"):
+        share_widths(scores, 0.5, 1, [0, 2], min_keep=0.2)
 
 
 def test_expected_output_size_matches_closed_forms():

@@ -30,11 +30,13 @@ the mean mu_l comes from:
   where the first FFN reads after an attention branch (LLaMA/OPT); otherwise gate_direction.
 
 `allocation: protect_ends` keeps the listed layers (default first and last, the fragile ones)
-dense and prunes the others more, for the same total number of FFN neurons. Every layer is
-sliced to its own width (parameters and compute really go); one transformers config holds one
-FFN width, so the checkpoint is a SlicedForCausalLM (modeling_yopo_sliced.py, shipped in the
-folder) that reloads with `trust_remote_code=True`. `allocation: uniform` slices to one width
-and saves a standard checkpoint, as every other FFN method.
+dense and prunes the others more, for the same total number of FFN neurons; `allocation: share`
+also keeps them dense and sizes the others by one global ranking of each neuron's share of its
+layer's total score (share_widths). Every layer is sliced to its own width (parameters and
+compute really go); one transformers config holds one FFN width, so the checkpoint is a
+SlicedForCausalLM (modeling_yopo_sliced.py, shipped in the folder) that reloads with
+`trust_remote_code=True`. `allocation: uniform` slices to one width and saves a standard
+checkpoint, as every other FFN method.
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ from .modeling_yopo_sliced import SlicedForCausalLM
 MEANS = ("none", "gate_direction")
 FIRST_LAYER_MEANS = ("attention", "gate_direction")
 STATISTICS = ("abs", "rms")
-ALLOCATIONS = ("uniform", "protect_ends")
+ALLOCATIONS = ("uniform", "protect_ends", "share")
 
 
 def activation_function(model: nn.Module):
@@ -203,13 +205,35 @@ def layer_widths(num_layers: int, width: int, ratio: float, round_to: int,
     return [width if i in dense else rest for i in range(num_layers)]
 
 
+def share_widths(scores: torch.Tensor, ratio: float, round_to: int, protected: list[int],
+                 min_keep: float) -> list[int]:
+    """Kept neurons per layer from one global ranking of each neuron's share of its layer's
+    total score (scores [L, m]): a layer whose score mass sits in few neurons gives up more.
+    `protected` layers stay dense, every layer keeps at least min_keep * m, and the total is
+    at most num_layers * kept_width(m, ratio) (widths rounded down to round_to)."""
+    num_layers, width = scores.shape
+    budget = num_layers * kept_width(width, ratio, round_to)
+    floor = max(round_to, math.ceil(min_keep * width / round_to) * round_to)
+    dense = sorted({p % num_layers for p in protected})
+    if len(dense) * width + (num_layers - len(dense)) * floor > budget:
+        raise ConfigError(f"ratio={ratio} with protected_layers={protected} and "
+                          f"min_keep={min_keep} exceeds the neuron budget; lower one of them")
+    share = scores / scores.sum(dim=1, keepdim=True)  # [L, m]
+    ranked = share.sort(dim=1, descending=True).values
+    ranked[:, :floor] = math.inf  # the floor is kept whatever its share
+    ranked[dense] = math.inf
+    taken = ranked.flatten().topk(budget).indices // width  # layer of each kept neuron
+    widths = torch.bincount(taken, minlength=num_layers).tolist()
+    return [min(width, w // round_to * round_to) for w in widths]
+
+
 class ExpectedActivation(NeuronSelectionMethod):
     def __init__(self, name: str = "expected_activation", *, mean: str = "gate_direction",
                  first_layer_mean: str = "attention", fold_norm: bool = True,
-                 noise_var: float = 0.2, bias_scale: float = 0.7, smoothing: int = 4,
+                 noise_var: float = 0.05, bias_scale: float = 0.85, smoothing: int = 4,
                  first_layer_noise_var: float = 0.05, statistic: str = "abs",
                  allocation: str = "protect_ends", protected_layers: list[int] | None = None,
-                 samples: int = 2048):
+                 min_keep: float = 0.3, samples: int = 2048):
         super().__init__(name)
         for value, allowed, what in ((mean, MEANS, "mean"),
                                      (first_layer_mean, FIRST_LAYER_MEANS, "first_layer_mean"),
@@ -226,6 +250,7 @@ class ExpectedActivation(NeuronSelectionMethod):
         self.first_layer_noise_var, self.statistic = first_layer_noise_var, statistic
         self.allocation = allocation
         self.protected_layers = list(protected_layers if protected_layers is not None else [0, -1])
+        self.min_keep = float(min_keep)
         self.samples = samples
 
     # ---- scores -------------------------------------------------------------------------------
@@ -271,9 +296,13 @@ class ExpectedActivation(NeuronSelectionMethod):
         if self.allocation == "uniform":
             return super().prune(model, adapter, ctx)
         width = adapter.ffn_width(model)
-        widths = layer_widths(len(adapter.blocks(model)), width, ctx.ratio, ctx.round_to,
-                              self.protected_layers)
         scores, report = self.scores(model, adapter)  # [L, m]
+        if self.allocation == "share":
+            widths = share_widths(scores, ctx.ratio, ctx.round_to, self.protected_layers,
+                                  self.min_keep)
+        else:
+            widths = layer_widths(len(scores), width, ctx.ratio, ctx.round_to,
+                                  self.protected_layers)
         keep = [row.topk(k).indices.sort().values.cpu() for row, k in zip(scores, widths)]
         adapter.slice_ffn(model, keep, uniform=False)
         return {"ffn_width_dense": width,
