@@ -1,7 +1,7 @@
 """Per-layer sensitivity on SmolLM2: perplexity on calibration chunks when only layer i loses
 `ratio` of its FFN neurons, for several selection rules. Writes a CSV (one row per layer x rule).
 
-    python scripts/issue8_layer_sensitivity.py --rules random act --chunks 2 --out docs/issue8_layer_sensitivity.csv
+    python scripts/issue8_layer_sensitivity.py --rules random act --chunks 2 --out results/issue8/layer_sensitivity.csv
 
 Rules: random (seed 0), act (diagnostic oracle: E|h|*||d|| on 2,048 calibration tokens; uses
 data, only to explain), and any `--method name:option=value,...` scorer of the suite.
@@ -41,7 +41,7 @@ def main():
     p.add_argument("--rules", nargs="+", default=["random", "act"])
     p.add_argument("--ratio", type=float, default=0.3)
     p.add_argument("--chunks", type=int, default=2)
-    p.add_argument("--out", default="docs/issue8_layer_sensitivity.csv")
+    p.add_argument("--out", default="results/issue8/layer_sensitivity.csv")
     p.add_argument("--layers", type=int, nargs="*", default=None, help="only these layers")
     a = p.parse_args()
     model, tok, adapter = load()

@@ -1,0 +1,119 @@
+"""Issue 8 diagnostics (they use calibration activations to *explain*; the method never does):
+per layer of SmolLM2, how FFN-neuron activity relates to weight statistics, how well the
+weights reveal the input mean (the DC) and covariance. Needs /tmp/issue8_capture.pt from
+scripts/issue8_capture.py (FFN inputs on 4 calibration chunks). Writes one CSV row per layer.
+
+    python scripts/issue8_capture.py && python scripts/issue8_diagnostics.py --out results/issue8/layer_diagnostics.csv
+
+Columns (act_j = E|h_j| * ||W_out[:, j]||, sinks = first token of each chunk excluded):
+  fire_rate                 mean fraction of tokens with gate pre-activation > 0
+  dc_energy                 ||E x||^2 / E||x||^2 of the FFN input x (after the norm weight)
+  sp_act_gate_norm, sp_act_down_norm   Spearman(act, ||g_j||), Spearman(act, ||W_out[:, j]||)
+  sp_act_bias               Spearman(act, g_j . E x): the effective gate bias
+  sp_gate_norm_bias         Spearman(||g_j||, g_j . E x)
+  bias_pearson_dc_estimate  Pearson(g_j . mu_hat, g_j . E x), mu_hat from gate_directions (signed)
+  sp_act_true_mean_iso      Spearman(act, Gaussian score with the true mean, isotropic noise)
+  sp_act_true_mean_cov      Spearman(act, Gaussian score with the true mean and covariance)
+  sp_act_method             Spearman(act, expected_activation's score)
+  cov_top20_overlap_gate    overlap of the input covariance's top-20 eigenspace with the gate's
+                            top-20 right singular space (chance = 20/576)
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from issue8_common import load  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from yopo.methods.expected_activation import (ExpectedActivation, expected_output_size,  # noqa: E402
+                                              gate_directions, standard_normal_pairs)
+
+
+def rank(x):
+    return x.argsort().argsort().double()
+
+
+def spearman(a, b):
+    a, b = rank(a), rank(b)
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+def pearson(a, b):
+    a, b = a.double() - a.double().mean(), b.double() - b.double().mean()
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+def gaussian_score(block, mean, cov, z):
+    """E|h| * ||W_out col|| for x ~ N(mean, cov) with a full covariance [d, d]."""
+    g, u = (lin.weight.detach().double() for lin in block.ffn_in)
+    ma, mb = g @ mean, u @ mean
+    gs = g @ cov
+    sa, sb = (gs * g).sum(1).sqrt(), ((u @ cov) * u).sum(1).sqrt()
+    rho = ((gs * u).sum(1) / (sa * sb)).clamp(-1, 1)[:, None]
+    a = ma[:, None] + sa[:, None] * z[0]
+    b = mb[:, None] + sb[:, None] * (rho * z[0] + (1 - rho ** 2).sqrt() * z[1])
+    return (F.silu(a) * b).abs().mean(1) * block.ffn_out.weight.detach().double().norm(dim=0)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--capture", default="/tmp/issue8_capture.pt")
+    p.add_argument("--out", default="results/issue8/layer_diagnostics.csv")
+    a = p.parse_args()
+    X = torch.load(a.capture)["ffn_in"].double()  # [L, T, d]
+    keep = torch.ones(X.shape[1], dtype=torch.bool)
+    keep[::512] = False  # drop the first token of each chunk (the attention sink)
+    model, _, adapter = load()
+    blocks = adapter.blocks(model)
+    z = standard_normal_pairs(2048)
+    dirs = gate_directions([b.ffn1.detach() for b in blocks],
+                           [b.norm_weight.detach().double() for b in blocks], smoothing=4)
+    method_scores, _ = ExpectedActivation().scores(model, adapter)
+    rows = []
+    for i, block in enumerate(blocks):
+        g, u = (lin.weight.detach().double() for lin in block.ffn_in)
+        w = block.norm_weight.detach().double()
+        x = X[i][keep]
+        mean, cov = x.mean(0), torch.cov(x.T)
+        pre = x @ g.T
+        h = F.silu(pre) * (x @ u.T)
+        act = h.abs().mean(0) * block.ffn_out.weight.detach().double().norm(dim=0)
+        bias = g @ mean
+        typical = ((x / w).var(0)).median()  # per-channel variance before the norm weight
+        iso = gaussian_score(block, mean, torch.diag(typical * w * w), z)
+        full = gaussian_score(block, mean, cov, z)
+        top_cov = torch.linalg.eigh(cov).eigenvectors[:, -20:]
+        top_gate = torch.linalg.eigh(g.T @ g).eigenvectors[:, -20:]
+        rows.append({
+            "layer": i,
+            "fire_rate": round(float((pre > 0).double().mean()), 3),
+            "dc_energy": round(float(mean.pow(2).sum() / x.pow(2).sum(1).mean()), 3),
+            "sp_act_gate_norm": round(spearman(act, g.norm(dim=1)), 3),
+            "sp_act_down_norm": round(spearman(act, block.ffn_out.weight.detach().norm(dim=0)), 3),
+            "sp_act_bias": round(spearman(act, bias), 3),
+            "sp_gate_norm_bias": round(spearman(g.norm(dim=1), bias), 3),
+            "bias_pearson_dc_estimate": round(pearson(g @ dirs[i], bias), 3),
+            "sp_act_true_mean_iso": round(spearman(act, iso), 3),
+            "sp_act_true_mean_cov": round(spearman(act, full), 3),
+            "sp_act_method": round(spearman(act, method_scores[i]), 3),
+            "cov_top20_overlap_gate": round(float((top_cov.T @ top_gate).pow(2).sum() / 20), 3),
+        })
+        print(rows[-1], flush=True)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
