@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from yopo import paper, results
+from yopo.config import REPO_ROOT
 from yopo.render import notebook_sources, render_notebook
 from tiny_runs import MODEL, RATIOS, TRANSFER, eval_record, run_dir, tiny_sweep
 
@@ -154,6 +155,33 @@ def test_06_spectra(sweep):
         assert of_run["ks"].tolist() == pytest.approx(results.load_spectra_for(folder).ks.tolist())
     for figure in ("06_ks_per_layer", f"06_spectra_ecdf_{MODEL}"):
         assert (sweep["figures"] / f"{figure}.png").exists()
+
+
+def test_07_calibration_free(tmp_path):
+    """Synthetic sweep records (perplexity per method) and the committed issue-8 CSVs."""
+    runs_dir = tmp_path / "runs"
+    ppl = {"activation": 40.0, "random": 200.0, "expected_activation": 46.0}
+    for method, value in ppl.items():
+        folder = runs_dir / "m" / method / "r0.2"
+        folder.mkdir(parents=True)
+        record = {**eval_record(method, 0.2), "ppl_wikitext2": value, "params_pruned": 100}
+        (folder / results.METRICS_FILE).write_text(json.dumps(record))
+    execute("07", runs_dir, tmp_path / "t", tmp_path / "f", tmp_path)
+    sweep = pd.read_csv(tmp_path / "t" / "07_sweep.csv").set_index("method")
+    assert sweep.loc["expected_activation", "ppl / activation"] == pytest.approx(46 / 40)
+    assert sweep.loc["expected_activation", "ppl / random"] == pytest.approx(46 / 200)
+    assert sweep.loc["random", "zs_avg - activation"] == pytest.approx(0.0)
+    issue8 = REPO_ROOT / "results" / "issue8"
+    raw = pd.read_csv(issue8 / "ablation_calibration.csv")
+    ablation = pd.read_csv(tmp_path / "t" / "07_ablation.csv").set_index("label")
+    assert list(ablation.index) == list(dict.fromkeys(raw["label"]))
+    random_rows = raw[raw["label"] == "random"]
+    assert ablation.loc["random", "n"] == len(random_rows)
+    assert ablation.loc["random", "ppl"] == pytest.approx(random_rows["ppl"].mean())
+    assert ablation.loc["activation_2k", "x activation_2k"] == pytest.approx(1.0)
+    per_layer = pd.read_csv(tmp_path / "t" / "07_layer_sensitivity.csv")
+    assert len(per_layer) == len(pd.read_csv(issue8 / "layer_diagnostics.csv"))
+    assert (tmp_path / "f" / "07_layer_sensitivity.png").stat().st_size > 0
 
 
 def test_08_recovery_table(tmp_path):
