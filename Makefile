@@ -30,7 +30,7 @@ clean-results:
 	rm -rf results/runs
 
 # The DVC pipelines (README: Experiment pipeline). The venv's tools come first on PATH.
-DVC_ENV := PATH=$(abspath $(VENV))/bin:$$PATH $(OFFLINE) DVC_NO_ANALYTICS=1 OMP_NUM_THREADS=1
+DVC_ENV := PATH=$(abspath $(VENV))/bin:$$PATH $(OFFLINE) DVC_NO_ANALYTICS=1
 
 repro: setup
 	$(DVC_ENV) dvc repro
