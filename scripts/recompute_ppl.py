@@ -32,7 +32,7 @@ def recompute(run_dir: Path, data_dir: str) -> tuple[float, float]:
     if not protocol or not (run_dir / "pruned_model").is_dir():
         raise SystemExit(f"{run_dir}: needs a run with perplexity evaluated and save_model=true")
     folder = run_dir / "pruned_model"
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True,
                                                  dtype=torch.float32).eval()
     _, evaluation = split_calibration(wikitext2_token_ids(tokenizer, data_dir),
