@@ -243,8 +243,12 @@ def test_slicegpt_checkpoint_reloads_without_yopo(calibration_slice, token_batch
 
 
 def test_pipeline_records_slicegpt_semantics_and_parameters(tmp_path):
+    # throughput on: its ideal speedup reads the FFN blocks of the sliced model, whose norms
+    # carry no weight any more (folded into the linears)
     cfg = compose(["model=tiny_llama", "method=slicegpt", "ratio=0.25", "save_model=false",
-                   "eval=none", "logger=none",
+                   "eval=demo", "eval.tasks=[]", "eval.perplexity=null",
+                   "eval.throughput.batch_sizes=[1]", "eval.throughput.prompt_tokens=8",
+                   "eval.throughput.decode_tokens=2", "eval.throughput.repeats=1", "logger=none",
                    f"data.calibration_tokens={HELD_OUT}", "method.calibration_tokens=256",
                    "method.calibration_seq_len=128"])
     metrics = run(cfg, tmp_path)
@@ -252,6 +256,8 @@ def test_pipeline_records_slicegpt_semantics_and_parameters(tmp_path):
     assert metrics["ratio_semantics"] == "hidden_dim" and metrics["ratio_achieved"] == 0.25
     assert metrics["params_pruned"] == sliced_parameter_count(model.config, 48, 64)
     assert metrics["calibration_tokens"] == 256
+    ideal = metrics["throughput"]["ideal_speedup"]
+    assert ideal["prefill"] > 1 and ideal["ffn_ratio"] == 0  # narrower stream, same FFN width
 
 
 def test_slicegpt_rejects_post_norm_opt_before_changing_it():

@@ -16,6 +16,12 @@ from torch import nn
 from ..errors import ConfigError
 
 
+def norm_scale(norm: nn.Module) -> torch.Tensor | None:
+    """The scale [d] a norm applies, or None where it has none: SliceGPT folds it into the
+    linears behind the norm and leaves a weightless SlicedNorm."""
+    return getattr(norm, "weight", None)
+
+
 @dataclass
 class FFNBlock:
     """One transformer layer's FFN.

@@ -1,7 +1,7 @@
 """LLaMA-style FFN: down(act(gate(x)) * up(x)). Covers LLaMA, Mistral, Qwen2/3 and SmolLM2."""
 from torch import nn
 
-from .base import FFNAdapter, FFNBlock, ResidualBranch, ResidualLayout
+from .base import FFNAdapter, FFNBlock, ResidualBranch, ResidualLayout, norm_scale
 
 
 class LlamaAdapter(FFNAdapter):
@@ -15,7 +15,7 @@ class LlamaAdapter(FFNAdapter):
         mlp = layer.mlp
         # gate_proj first: it is the FFN1 matrix PruneNet scores.
         return FFNBlock([mlp.gate_proj, mlp.up_proj], mlp.down_proj,
-                        layer.post_attention_layernorm.weight)
+                        norm_scale(layer.post_attention_layernorm))
 
     def _set_ffn(self, layer, ffn_in, ffn_out):
         layer.mlp.gate_proj, layer.mlp.up_proj = ffn_in
