@@ -6,6 +6,7 @@ whatever the method, so that every method is judged on the same footing.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -58,16 +59,12 @@ def ffn1_spectra(model: nn.Module, adapter: FFNAdapter, layer_batch: int = 8) ->
     weights = [b.ffn1.detach() for b in adapter.blocks(model)]
     spectra = []
     with torch.no_grad():
-        start = 0
-        while start < len(weights):
-            shape = weights[start].shape
-            stop = start + 1
-            while stop < min(len(weights), start + layer_batch) and weights[stop].shape == shape:
-                stop += 1
-            chunk = weights[start:stop]
-            stacked = torch.stack([w.to(chunk[0].device, torch.float32) for w in chunk])
-            spectra.extend(singular_values(stacked).cpu())  # [min(m, d)] per layer
-            start = stop
+        for _, run in itertools.groupby(weights, key=lambda w: w.shape):  # consecutive, equal
+            run = list(run)
+            for start in range(0, len(run), layer_batch):
+                chunk = run[start:start + layer_batch]
+                stacked = torch.stack([w.to(chunk[0].device, torch.float32) for w in chunk])
+                spectra.extend(singular_values(stacked).cpu())  # [min(m, d)] per layer
     longest = max(values.numel() for values in spectra)
     return torch.stack([torch.nn.functional.pad(values, (0, longest - values.numel()))
                         for values in spectra])
