@@ -31,7 +31,7 @@ def run_copy(sweep_dir, tmp_path):
 
 
 def config_for(folder: Path, logger: str = "wandb", *overrides: str):
-    """The run's config with a logger group (appended while conf/config.yaml has none)."""
+    """The run's config, with the given logger."""
     metrics = json.loads((folder / results.METRICS_FILE).read_text())
     return compose([f"model={metrics['model']}", f"ratio={metrics['ratio_target']}",
                     f"paths.runs_dir={folder.parents[2]}", f"logger={logger}",

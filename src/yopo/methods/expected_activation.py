@@ -290,7 +290,7 @@ class ExpectedActivation(NeuronSelectionMethod):
     def keep_indices(self, model, adapter, k, ctx):
         scores, report = self.scores(model, adapter)
         keep = scores.topk(k, dim=-1).indices.cpu()
-        return [idx.sort().values for idx in keep], {"ratio_semantics": "ffn_width", **report}
+        return [idx.sort().values for idx in keep], report
 
     def prune(self, model: nn.Module, adapter: FFNAdapter, ctx: PruneContext) -> dict[str, Any]:
         if self.allocation == "uniform":
