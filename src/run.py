@@ -8,10 +8,12 @@ Each run writes metrics.json (and policy / pruned_model) into its folder under r
 """
 import shutil
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from yopo.config import register_resolvers
@@ -43,6 +45,13 @@ def main(cfg: DictConfig) -> None:
                 parent.rmdir()
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Exception:
+        # Hydra's sweeper keeps a crashed job's exception and raises it only after the last job
+        # of the sweep: say which run failed, and why, while the sweep goes on.
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            print(f"error: run {run_dir} failed (the sweep goes on and exits non-zero at its "
+                  f"end):\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        raise
     print(summary(metrics))
     print(f"results in {run_dir}")
 

@@ -123,3 +123,14 @@ def test_recovery_fine_tuning_is_recorded_beside_the_run(tmp_path):
         (tmp_path / "tiny_llama" / "random" / "ratio0.3_seed0_rft-lora" / "metrics.json").read_text())
     assert metrics["rft"]["setting"] == "lora" and len(metrics["rft"]["loss_curve"]) >= 1
     assert (tmp_path / "tiny_llama" / "random" / "ratio0.3_seed0_rft-lora" / "spectra.safetensors").is_file()
+
+
+def test_sweep_reports_each_crashed_run_at_once_and_fails_at_the_end(tmp_path):
+    # A learning rate of -1 crashes inside torch (not one of our input checks): Hydra would
+    # hold the exception back until the sweep ends; each run says so as it fails.
+    done = run(["-m", "ratio=0.2,0.3", "method.lr=-1"] + FAST, tmp_path)
+    assert done.returncode != 0
+    for ratio in ("0.2", "0.3"):
+        assert f"error: run {tmp_path / 'tiny_llama' / 'prunenet' / f'ratio{ratio}_seed0'} failed" \
+            in done.stderr
+    assert "Invalid learning rate" in done.stderr and not list(tmp_path.rglob("metrics.json"))
