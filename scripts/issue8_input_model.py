@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import sys
 from pathlib import Path
 
@@ -76,8 +75,7 @@ def main() -> None:
                 block.ffn_out.weight.detach().double()) for layer, block in zip(layers, blocks)]
 
     def method_mean(i):
-        return (method.bias_scale * math.sqrt(method.noise_var) * norms[i].norm()
-                * directions[i])
+        return method.dc_mean(directions[i], norms[i])
 
     def method_cov(i, shape):  # method.noise_var per channel before the norm weight
         return method.noise_var * norms[i][:, None] * unit_trace(shape) * norms[i][None]

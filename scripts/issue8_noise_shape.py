@@ -26,7 +26,6 @@ Needs /tmp/issue8_capture.pt (scripts/issue8_capture.py):
 from __future__ import annotations
 
 import csv
-import math
 import sys
 from pathlib import Path
 
@@ -98,20 +97,21 @@ def main() -> None:
     def x_cov(i: int, variant: str, value: float) -> torch.Tensor:
         """The x-space covariance [d, d], total variance noise_var * sum(w^2) as the method's."""
         w = norms[i]
-        if variant == "power":
-            # z-space; p = 0 is isotropic there (|w|: a few norm weights are tiny and negative)
-            shape = torch.diag(w.pow(2).pow(-value))
-        elif variant == "ffn_gram":
-            shape = (1 - value) * eye + value * gram([weight(lin) for lin in blocks[i].ffn_in], w)
-        elif variant == "attn_gram":
-            attn = layers[i].self_attn
-            shape = (1 - value) * eye + value * gram(
-                [weight(attn.q_proj), weight(attn.k_proj), weight(attn.v_proj)], attn_norms[i])
-        else:
+        if variant.startswith("oracle"):
             measured = torch.cov(captured[i][tokens].T)  # x-space
             cov = torch.diag(measured.diagonal()) if variant == "oracle_diag" else measured
-            return cov * (method.noise_var * w.pow(2).sum() / cov.trace())
-        cov = w[:, None] * shape * w[None]
+        else:
+            if variant == "power":
+                # z-space; p = 0 is isotropic there (|w|: a few norm weights are tiny and negative)
+                shape = torch.diag(w.pow(2).pow(-value))
+            elif variant == "ffn_gram":
+                shape = (1 - value) * eye + value * gram([weight(lin) for lin in blocks[i].ffn_in],
+                                                         w)
+            else:  # attn_gram
+                attn = layers[i].self_attn
+                shape = (1 - value) * eye + value * gram(
+                    [weight(attn.q_proj), weight(attn.k_proj), weight(attn.v_proj)], attn_norms[i])
+            cov = w[:, None] * shape * w[None]
         return cov * (method.noise_var * w.pow(2).sum() / cov.trace())
 
     variants = ([("power", p) for p in (0.0, 0.5, 1.0, 1.5)]
@@ -123,9 +123,8 @@ def main() -> None:
         for variant, value in variants:
             scores = []
             for i, block in enumerate(blocks):
-                mean = (method.bias_scale * math.sqrt(method.noise_var) * norms[i].norm()
-                        * directions[i])
-                scores.append(gaussian_score(block, mean, x_cov(i, variant, value), draws))
+                scores.append(gaussian_score(block, method.dc_mean(directions[i], norms[i]),
+                                             x_cov(i, variant, value), draws))
             keep = [None if k == s.numel() else s.topk(k).indices for s, k in zip(scores, widths)]
             ppl = ppl_of(model, adapter, keep, chunks)
             writer.writerow([variant, value, RATIO, "protect_ends", "calibration", CHUNKS,

@@ -59,8 +59,8 @@ def ffn1_spectra(model: nn.Module, adapter: FFNAdapter, layer_batch: int = 8) ->
     weights = [b.ffn1.detach() for b in adapter.blocks(model)]
     spectra = []
     with torch.no_grad():
-        for _, run in itertools.groupby(weights, key=lambda w: w.shape):  # consecutive, equal
-            run = list(run)
+        for _, group in itertools.groupby(weights, key=lambda w: w.shape):  # consecutive, equal
+            run = list(group)
             for start in range(0, len(run), layer_batch):
                 chunk = run[start:start + layer_batch]
                 stacked = torch.stack([w.to(chunk[0].device, torch.float32) for w in chunk])

@@ -254,6 +254,11 @@ class ExpectedActivation(NeuronSelectionMethod):
         self.samples = samples
 
     # ---- scores -------------------------------------------------------------------------------
+    def dc_mean(self, direction: torch.Tensor, norm_weight: torch.Tensor) -> torch.Tensor:
+        """The input model's mean [d] along a DC direction [d]: its size relative to the noise
+        is bias_scale (mu = bias_scale * sqrt(noise_var) * ||w|| * v)."""
+        return self.bias_scale * math.sqrt(self.noise_var) * norm_weight.norm() * direction
+
     @torch.no_grad()
     def scores(self, model: nn.Module, adapter: FFNAdapter) -> tuple[torch.Tensor, dict[str, Any]]:
         """score [L, m] (float64) and what the input model used, per the module docstring."""
@@ -265,8 +270,7 @@ class ExpectedActivation(NeuronSelectionMethod):
         means = [torch.zeros(d, dtype=torch.float64) for _ in blocks]
         if self.mean == "gate_direction":
             dirs = gate_directions(ffn1, norms, self.smoothing)
-            means = [self.bias_scale * math.sqrt(self.noise_var) * w.norm() * v
-                     for v, w in zip(dirs, norms)]
+            means = [self.dc_mean(v, w) for v, w in zip(dirs, norms)]
         noise = [self.noise_var * w.pow(2) for w in norms]
         first = "gate_direction" if self.mean != "none" else "none"
         if self.mean != "none" and self.first_layer_mean == "attention":
