@@ -234,6 +234,32 @@ def test_fold_norm_reads_through_the_norm_weight():
     assert (plain[:, 0] > 0.1 * plain.median(dim=1).values).all()
 
 
+def test_noise_power_reshapes_the_noise_at_the_same_total_variance():
+    """p = 0: variance var * w^2 (isotropic before the norm weight); p = 1: flat; p = 2:
+    proportional to 1 / w^2. The total stays var * ||w||^2, and a neuron reading only channels
+    that the norm weight shrinks goes from silent (p = 0) to above the median (p = 2)."""
+    w = torch.tensor([0.1, -0.5, 1.0, 2.0], dtype=torch.float64)
+    for power, expected_shape in ((0.0, w.pow(2)), (1.0, torch.ones(4, dtype=torch.float64)),
+                                  (2.0, w.pow(-2))):
+        var = ExpectedActivation(noise_power=power).noise_variance(0.3, w)
+        torch.testing.assert_close(var.sum(), 0.3 * w.pow(2).sum())
+        torch.testing.assert_close(var / var.sum(), expected_shape / expected_shape.sum())
+    model, _ = load_tiny("tiny_llama")
+    adapter = get_adapter(model)
+    with torch.no_grad():
+        for block in adapter.blocks(model):
+            block.norm_weight.fill_(1.0)
+            block.norm_weight[:8] = 0.05
+            for linear in block.ffn_in:  # neuron 0: a typical row norm, on the shrunk channels
+                size = linear.weight.norm(dim=1).median()
+                linear.weight[0] = 0.0
+                linear.weight[0, :8] = size / 8 ** 0.5
+    flat, _ = ExpectedActivation(mean="none", **FAST).scores(model, adapter)
+    shaped, _ = ExpectedActivation(mean="none", noise_power=2.0, **FAST).scores(model, adapter)
+    assert (flat[:, 0] < 0.1 * flat.median(dim=1).values).all()
+    assert (shaped[:, 0] > shaped.median(dim=1).values).all()
+
+
 def test_first_attention_mean_is_the_token_independent_attention_output():
     """With every embedding row equal, every token's attention output is that row's value path
     whatever the attention weights: first_attention_mean must reproduce the module's output."""
