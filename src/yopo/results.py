@@ -328,7 +328,8 @@ def zeroshot_table(runs: pd.DataFrame, models: Iterable[str]) -> pd.DataFrame:
             for method in ("prunenet", "slicegpt"):
                 row[f"paper {method} avg"] = paper.zeroshot(model, method, ratio)["avg"]
             for method in methods:
-                of_method = at_ratio[at_ratio["method"] == method]
+                # runs with a zero-shot result only (a policy-training run has eval=none)
+                of_method = at_ratio[(at_ratio["method"] == method) & at_ratio["zs_avg"].notna()]
                 row[f"{method} n"] = len(of_method)
                 for task in tasks:
                     row[f"{method} {task}"] = 100 * of_method[f"zs_{task}"].mean()
