@@ -67,15 +67,19 @@ print(loaded)
 # ## 1. The sweep
 
 # %%
-trained = runs[~runs["policy_transferred"]]
-sweep = (trained.groupby(["model", "ratio_target", "method"], as_index=False)
+# evaluated runs only: a policy-training run (eval=none) has neither perplexity nor accuracy
+evaluated = runs["ppl_wikitext2"].notna() | runs["zs_avg"].notna()
+trained = runs[~runs["policy_transferred"] & evaluated]
+# runs evaluated on different subsets are separate rows, never averaged (results.eval_sets)
+trained = trained.assign(eval_sets=results.eval_sets(trained))
+sweep = (trained.groupby(["model", "eval_sets", "ratio_target", "method"], as_index=False)
          .agg(n=("seed", "size"), ppl=("ppl_wikitext2", "mean"), zs_avg=("zs_avg", "mean"),
               params_pruned=("params_pruned", "mean"),
               ratio_achieved=("ratio_achieved", "mean"))
          .rename(columns={"ratio_target": "ratio"}))
 for baseline in ("activation", "random"):
-    ref = sweep[sweep["method"] == baseline].set_index(["model", "ratio"])
-    key = pd.MultiIndex.from_frame(sweep[["model", "ratio"]])
+    ref = sweep[sweep["method"] == baseline].set_index(["model", "eval_sets", "ratio"])
+    key = pd.MultiIndex.from_frame(sweep[["model", "eval_sets", "ratio"]])
     sweep[f"ppl / {baseline}"] = sweep["ppl"].to_numpy() / ref["ppl"].reindex(key).to_numpy()
     sweep[f"zs_avg - {baseline}"] = (sweep["zs_avg"].to_numpy()
                                      - ref["zs_avg"].reindex(key).to_numpy())

@@ -225,9 +225,17 @@ def test_zeroshot_table_puts_methods_side_by_side_with_the_paper():
     # a policy-training run without zero-shot evaluation (eval=none) is not counted
     unevaluated = {k: v for k, v in eval_record("prunenet", 0.3, seed=2).items() if k != "zeroshot"}
     records.append(unevaluated)
+    # a run scored on another subset of the tasks is a row of its own, not averaged in
+    other_subset = eval_record("prunenet", 0.3, seed=3, scale=0.5)
+    other_subset["zeroshot"] = {**other_subset["zeroshot"], "limit": 50}
+    records.append(other_subset)
     runs = results.frame(results.run_row({**r, "model": "llama2_7b"}, f"/r{i}", None)
                          for i, r in enumerate(records))
-    table = results.zeroshot_table(runs, ["llama2_7b"]).set_index("ratio")
+    full_table = results.zeroshot_table(runs, ["llama2_7b"])
+    subset = full_table[full_table["eval limit"] == 50].set_index("ratio")
+    assert list(subset.index) == [0.3] and subset.loc[0.3, "prunenet n"] == 1
+    assert subset.loc[0.3, "prunenet avg"] == pytest.approx(100 * 0.5 * 0.52)
+    table = full_table[full_table["eval limit"] != 50].set_index("ratio")
     # ratios: measured (0.3) and the paper's (0.2, 0.25, 0.3); the transferred run is left out
     assert list(table.index) == [0.2, 0.25, 0.3]
     assert table.loc[0.2, "prunenet n"] == 0 and math.isnan(table.loc[0.2, "prunenet avg"])
@@ -243,7 +251,7 @@ def test_zeroshot_table_puts_methods_side_by_side_with_the_paper():
             assert table.loc[ratio, f"paper {method} avg"] == paper.zeroshot(
                 "llama2_7b", method, ratio)["avg"]
     long = results.zeroshot_runs(runs, ["llama2_7b"])
-    assert len(long) == (len(records) - 1) * (len(paper.TASKS) + 1)
+    assert len(long) == (len(records) - 1) * (len(paper.TASKS) + 1)  # all but the unevaluated
     assert set(long["metric"].dropna()) == set(paper.TASK_METRICS.values())
     assert long["limit"].max() == 100
 

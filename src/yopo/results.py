@@ -294,19 +294,30 @@ def layer_ks(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- tables shared by notebooks -------------------------------------------------------------
+def eval_sets(runs: pd.DataFrame) -> pd.Series:
+    """Which examples each run was evaluated on, as a label: "full" or "first N per task".
+    Tables group by it, because runs scored on different subsets must never be averaged."""
+    limits = runs["eval_limit"].astype(float)
+    return pd.Series(["full" if pd.isna(v) else f"first {v:g} per task" for v in limits],
+                     index=runs.index, dtype=object)
+
+
 def zeroshot_table(runs: pd.DataFrame, models: Iterable[str]) -> pd.DataFrame:
     """Model x ratio rows; per method (and RFT setting), the number of runs and each task's
     accuracy and the average in percent (mean over seeds); then the dense model and the
     paper's numbers.
 
-    Rows: every ratio measured for the model (policies trained at that ratio; transferred
-    policies are notebook 04's subject) plus every ratio the paper reports for it.
+    Rows: every (ratio, evaluation subset) measured for the model (policies trained at that
+    ratio; transferred policies are notebook 04's subject; runs without a zero-shot result are
+    left out) plus every ratio the paper reports for it. Runs evaluated on different subsets
+    (`eval limit`) are separate rows, never averaged together.
     """
     models = list(models)
-    runs = runs[~runs["policy_transferred"] & runs["model"].isin(models)]
+    runs = runs[~runs["policy_transferred"] & runs["model"].isin(models) & runs["zs_avg"].notna()]
     # a method with recovery fine-tuning is a column group of its own: "prunenet+lora"
     runs = runs.assign(method=[m if rft is None else f"{m}+{rft}"
-                               for m, rft in zip(runs["method"], runs["rft"])])
+                               for m, rft in zip(runs["method"], runs["rft"])],
+                       eval_sets=eval_sets(runs), ratio=runs["ratio_target"].round(6))
     methods = sorted(runs["method"].unique())
     tasks = [*TASKS, "avg"]
     columns = ["model", "ratio", *(f"{m} {c}" for m in methods for c in ("n", *tasks)),
@@ -315,21 +326,21 @@ def zeroshot_table(runs: pd.DataFrame, models: Iterable[str]) -> pd.DataFrame:
     rows = []
     for model in models:
         measured = runs[runs["model"] == model]
-        ratios = set(measured["ratio_target"].round(6))
-        ratios |= {r for (m, _, r) in paper.ZEROSHOT_AVG if m == model and r > 0}
-        ratios |= {r for (m, r) in paper.RECOVERY_AVG if m == model}
-        for ratio in sorted(ratios):
-            at_ratio = measured[measured["ratio_target"].round(6) == ratio]
+        groups = {(r, e): g for (r, e), g in measured.groupby(["ratio", "eval_sets"])}
+        paper_ratios = ({r for (m, _, r) in paper.ZEROSHOT_AVG if m == model and r > 0}
+                        | {r for (m, r) in paper.RECOVERY_AVG if m == model})
+        for ratio in paper_ratios - {r for r, _ in groups}:
+            groups[(ratio, "")] = measured.iloc[:0]  # the paper's numbers alone
+        for (ratio, _), at_ratio in sorted(groups.items()):
             row: dict[str, Any] = {"model": model, "ratio": ratio,
                                    "eval limit": at_ratio["eval_limit"].astype(float).max(),
-                                   "dense avg": 100 * measured["dense_zs_avg"].mean(),
+                                   "dense avg": 100 * at_ratio["dense_zs_avg"].mean(),
                                    "paper dense avg": paper.zeroshot(model, "dense", 0.0)["avg"],
                                    "paper prunenet+RFT avg": paper.recovery_avg(model, ratio, True)}
             for method in ("prunenet", "slicegpt"):
                 row[f"paper {method} avg"] = paper.zeroshot(model, method, ratio)["avg"]
             for method in methods:
-                # runs with a zero-shot result only (a policy-training run has eval=none)
-                of_method = at_ratio[(at_ratio["method"] == method) & at_ratio["zs_avg"].notna()]
+                of_method = at_ratio[at_ratio["method"] == method]
                 row[f"{method} n"] = len(of_method)
                 for task in tasks:
                     row[f"{method} {task}"] = 100 * of_method[f"zs_{task}"].mean()
