@@ -76,7 +76,7 @@ def main():
     z = standard_normal_pairs(2048)
     dirs = gate_directions([b.ffn1.detach() for b in blocks],
                            [b.norm_weight.detach().double() for b in blocks], smoothing=4)
-    method_scores, _ = ExpectedActivation().scores(model, adapter)
+    method_scores, _ = ExpectedActivation(noise_power=0.0).scores(model, adapter)
     rows = []
     for i, block in enumerate(blocks):
         g, u = (lin.weight.detach().double() for lin in block.ffn_in)

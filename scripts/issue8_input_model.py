@@ -59,7 +59,7 @@ def main() -> None:
     model, tok, adapter = load()
     blocks = adapter.blocks(model)
     layers = adapter.decoder_layers(model)
-    method = ExpectedActivation()
+    method = ExpectedActivation(noise_power=0.0)
     widths = layer_widths(len(blocks), adapter.ffn_width(model), a.ratio, 1,
                           method.protected_layers)
     chunks = token_chunks(tok, "calibration", a.chunks)

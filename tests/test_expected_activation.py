@@ -228,7 +228,7 @@ def test_fold_norm_reads_through_the_norm_weight():
             for linear in block.ffn_in:
                 linear.weight[0] = 0.0
                 linear.weight[0, :8] = 1.0
-    folded, _ = ExpectedActivation(mean="none", **FAST).scores(model, adapter)
+    folded, _ = ExpectedActivation(mean="none", noise_power=0.0, **FAST).scores(model, adapter)
     plain, _ = ExpectedActivation(mean="none", fold_norm=False, **FAST).scores(model, adapter)
     assert (folded[:, 0] < 1e-3 * folded.median(dim=1).values).all()
     assert (plain[:, 0] > 0.1 * plain.median(dim=1).values).all()
@@ -254,7 +254,7 @@ def test_noise_power_reshapes_the_noise_at_the_same_total_variance():
                 size = linear.weight.norm(dim=1).median()
                 linear.weight[0] = 0.0
                 linear.weight[0, :8] = size / 8 ** 0.5
-    flat, _ = ExpectedActivation(mean="none", **FAST).scores(model, adapter)
+    flat, _ = ExpectedActivation(mean="none", noise_power=0.0, **FAST).scores(model, adapter)
     shaped, _ = ExpectedActivation(mean="none", noise_power=2.0, **FAST).scores(model, adapter)
     assert (flat[:, 0] < 0.1 * flat.median(dim=1).values).all()
     assert (shaped[:, 0] > shaped.median(dim=1).values).all()

@@ -234,7 +234,7 @@ def share_widths(scores: torch.Tensor, ratio: float, round_to: int, protected: l
 class ExpectedActivation(NeuronSelectionMethod):
     def __init__(self, name: str = "expected_activation", *, mean: str = "gate_direction",
                  first_layer_mean: str = "attention", fold_norm: bool = True,
-                 noise_var: float = 0.05, bias_scale: float = 0.85, noise_power: float = 0.0,
+                 noise_var: float = 0.05, bias_scale: float = 0.85, noise_power: float = 1.25,
                  smoothing: int = 4,
                  first_layer_noise_var: float = 0.05, statistic: str = "abs",
                  allocation: str = "protect_ends", protected_layers: list[int] | None = None,
