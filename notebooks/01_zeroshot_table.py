@@ -28,6 +28,8 @@
 # ```
 # python src/run.py -m +experiment=paper_llama2_7b    # the paper's setting (hub access + GPU)
 # python src/run.py -m +experiment=smollm2_methods    # every method on the embedded SmolLM2
+# python src/run.py -m +experiment=smollm2_methods eval=subset paths.runs_dir=results/runs/subset
+#     # the same on 200 examples per task (a CPU-sized table, ~1.5 h on 2 cores)
 # ```
 # **Writes** `01_zeroshot.{csv,md}` (model x ratio) and `01_zeroshot_runs.{csv,md}` (one row
 # per run and task, with stderr) into `tables_dir`.

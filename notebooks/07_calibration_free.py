@@ -34,6 +34,8 @@
 # **Regenerate the runs** (repository root):
 # ```
 # python src/run.py -m +experiment=smollm2_methods     # every method, expected_activation too
+# python src/run.py -m +experiment=smollm2_methods eval=subset paths.runs_dir=results/runs/subset
+#     # the same on 200 examples per task (a CPU-sized table, ~1.5 h on 2 cores)
 # python scripts/issue8_evaluate.py --part calibration --ratios 0.2 \
 #     --out results/issue8/ablation_calibration.csv --runs <label>=<method>[,<override>...]
 # python scripts/issue8_layer_sensitivity.py --rules random act expected_activation --chunks 2
