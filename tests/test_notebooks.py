@@ -68,11 +68,10 @@ def test_01_zeroshot_table(sweep):
     printed = run(sweep, "01")
     runs = sweep["runs"]
     got = table(sweep, "01_zeroshot")
-    mine = got[got["model"] == MODEL]
-    trained = runs[~runs["policy_transferred"]]
-    assert list(mine["ratio"]) == sorted(trained["ratio_target"]) == list(RATIOS)
-    assert list(mine["prunenet n"]) == [1] * len(RATIOS)
-    assert mine["prunenet avg"].isna().all()  # eval=none: no accuracy is invented
+    # the tiny runs have eval=none: no row, count or accuracy is invented for them (the rows
+    # per ratio and evaluation subset are test_results' subject)
+    assert len(runs[~runs["policy_transferred"]]) == len(RATIOS) and runs["zs_avg"].isna().all()
+    assert got[got["model"] == MODEL].empty
     llama = got[got["model"] == "llama2_7b"].set_index("ratio")
     for (model, method, ratio), avg in paper.ZEROSHOT_AVG.items():
         if model == "llama2_7b" and method != "dense":
