@@ -69,9 +69,10 @@ print(loaded)
 # ## 1. The sweep
 
 # %%
-# evaluated runs only: a policy-training run (eval=none) has neither perplexity nor accuracy
+# evaluated runs only (a policy-training run, eval=none, has neither perplexity nor accuracy),
+# without recovery fine-tuning (notebook 08's subject)
 evaluated = runs["ppl_wikitext2"].notna() | runs["zs_avg"].notna()
-trained = runs[~runs["policy_transferred"] & evaluated]
+trained = runs[~runs["policy_transferred"] & evaluated & runs["rft"].isna()]
 # runs evaluated on different subsets are separate rows, never averaged (results.eval_sets)
 trained = trained.assign(eval_sets=results.eval_sets(trained))
 sweep = (trained.groupby(["model", "eval_sets", "ratio_target", "method"], as_index=False)
