@@ -55,7 +55,7 @@ def weight(linear) -> torch.Tensor:
 def main() -> None:
     model, tok, adapter = load()
     blocks, layers = adapter.blocks(model), adapter.decoder_layers(model)
-    method = ExpectedActivation(noise_var=0.05, bias_scale=0.85)  # the baseline: noise_power 0
+    method = ExpectedActivation(noise_var=0.05, bias_scale=0.85, noise_power=0.0)  # the baseline
     captured = torch.load("/tmp/issue8_capture.pt")["ffn_in"].double()  # [L, T, d]
     tokens = torch.ones(captured.shape[1], dtype=torch.bool)
     tokens[::512] = False  # the first token of each chunk is an attention sink
@@ -100,10 +100,9 @@ def main() -> None:
         if variant.startswith("oracle"):
             measured = torch.cov(captured[i][tokens].T)  # x-space
             cov = torch.diag(measured.diagonal()) if variant == "oracle_diag" else measured
+        elif variant == "power":  # the method's own noise_power (x-space, diagonal)
+            cov = torch.diag(ExpectedActivation(noise_power=value).noise_variance(1.0, w))
         else:
-            if variant == "power":  # the method's own noise_power (x-space, diagonal)
-                return torch.diag(ExpectedActivation(noise_power=value).noise_variance(
-                    method.noise_var, w))
             if variant == "ffn_gram":
                 shape = (1 - value) * eye + value * gram([weight(lin) for lin in blocks[i].ffn_in],
                                                          w)
