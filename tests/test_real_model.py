@@ -42,3 +42,18 @@ def test_smollm2_prunes_saves_and_reloads(tmp_path):
     pruned_ppl = perplexity(reloaded, ids)
     assert math.isfinite(pruned_ppl)
     assert pruned_ppl == pytest.approx(perplexity(model, ids), rel=1e-4)
+
+
+def test_smollm2_authors_algorithm_policy_size_and_seeded_masks():
+    from yopo.methods.prunenet_reference import PruneNetReference
+
+    cfg = compose([])
+    model, _ = load_model(cfg.model, f"{cfg.paths.cache_dir}/models")
+    adapter = get_adapter(model)
+    masks = []
+    for seed in (0, 1):
+        keep, report = PruneNetReference(episodes=1).keep_indices(
+            model, adapter, 1075, PruneContext(ratio=0.3, seed=seed))
+        assert report["policy_params"] == 887_808  # d*m + m + m = 576*1536 + 1536 + 1536
+        masks.append(torch.stack(keep))  # [30, 1075]
+    assert masks[0].shape == (30, 1075) and not torch.equal(masks[0], masks[1])
