@@ -26,7 +26,9 @@
 #
 # **Regenerate the runs** (repository root; `eval=default` runs the five tasks):
 # ```
-# python src/run.py -m +experiment=paper_llama2_7b    # the paper's setting (hub access + GPU)
+# python src/run.py -m +experiment=paper_llama2_7b    # the paper's setting (hub access + GPU):
+#     PruneNet and SliceGPT beside random (3 seeds), magnitude, activation,
+#     expected_activation and the authors' algorithm (prunenet_reference)
 # python src/run.py -m +experiment=smollm2_methods    # every method on the embedded SmolLM2
 # python src/run.py -m +experiment=smollm2_methods eval=subset paths.runs_dir=results/runs/subset
 #     # the same on 200 examples per task (a CPU-sized table, ~1.5 h on 2 cores)
@@ -44,6 +46,7 @@ models = None       # models to show; None: every measured model but phi2, plus 
 
 # %%
 from yopo import paper, results
+from yopo.config import experiment_grid
 
 runs = results.load_runs(source, runs_dir=runs_dir, project=project)
 tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
@@ -52,14 +55,18 @@ print(loaded)
 
 # %%
 shown = models or sorted((set(runs["model"]) - {"phi2"}) | {"llama2_7b"})
-table = results.zeroshot_table(runs, shown)
+# every method of the paper experiment's grid gets its columns, measured yet or not
+grid_methods = experiment_grid("paper_llama2_7b")["method"]
+table = results.zeroshot_table(runs, shown, grid_methods)
 per_run = results.zeroshot_runs(runs, shown)
 
 notes = [loaded + f"; models shown: {', '.join(shown)}.",
          "Accuracy in percent, mean over seeds (`<method> n` runs); metrics as in the paper: "
          + ", ".join(f"{t} {m}" for t, m in paper.TASK_METRICS.items()) + ".",
          f"`paper ...` columns: {paper.CITATION}. The paper's ratio is the fraction of FFN "
-         "neurons for PruneNet and of the hidden dimension for SliceGPT."]
+         "neurons for PruneNet and of the hidden dimension for SliceGPT.",
+         "Methods of `+experiment=paper_llama2_7b` (empty columns: not run yet): "
+         + ", ".join(grid_methods) + "; random over 3 seeds."]
 if per_run.empty:
     notes.append("No zero-shot results in these runs (they were made with eval=none): the "
                  "measured columns are empty. Rerun with eval=default.")

@@ -36,9 +36,11 @@ runs_dir = None     # None: results/runs under the repository root (or $YOPO_RUN
 tables_dir = None   # None: results/tables under the repository root
 figures_dir = None  # None: results/figures under the repository root
 model = "phi2"      # the model config name this table is about
+experiment = "paper_phi2"  # the experiment whose grid's methods get columns
 
 # %%
 from yopo import paper, results
+from yopo.config import experiment_grid
 
 runs = results.load_runs(source, runs_dir=runs_dir, project=project)
 tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
@@ -47,13 +49,17 @@ print(loaded)
 
 # %%
 measured = runs[runs["model"] == model]
-table = results.zeroshot_table(runs, [model])
+# every method of the paper experiment's grid gets its columns, measured yet or not
+grid_methods = experiment_grid(experiment)["method"]
+table = results.zeroshot_table(runs, [model], grid_methods)
 per_run = results.zeroshot_runs(runs, [model])
 
 notes = [loaded + f"; {len(measured)} of them are {model} runs.",
          "Accuracy in percent, mean over seeds; metrics as in the paper: "
          + ", ".join(f"{t} {m}" for t, m in paper.TASK_METRICS.items()) + ".",
-         f"`paper ...` columns: {paper.CITATION}."]
+         f"`paper ...` columns: {paper.CITATION}.",
+         f"Methods of `+experiment={experiment}` (empty columns: not run yet): "
+         + ", ".join(grid_methods) + "; random over 3 seeds."]
 if measured.empty:
     notes.append(f"No {model} runs yet: this table holds the paper's numbers only. Regenerate "
                  "them with `python src/run.py -m +experiment=paper_phi2`.")

@@ -18,7 +18,8 @@ from omegaconf import DictConfig
 
 from yopo.config import register_resolvers
 from yopo.errors import YopoError
-from yopo.pipeline import METRICS_FILE, run, summary
+from yopo.identity import identify
+from yopo.pipeline import existing_run, run, summary
 
 register_resolvers()
 
@@ -26,10 +27,12 @@ register_resolvers()
 @hydra.main(config_path="../conf", config_name="config", version_base=None)
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if cfg.skip_existing and (run_dir / METRICS_FILE).exists():
-        print(f"skipping {run_dir}: complete ({METRICS_FILE} exists); skip_existing=false redoes it")
-        return
     try:
+        complete = existing_run(run_dir, identify(cfg), cfg.save_model)
+        if complete and cfg.skip_existing:
+            print(f"skipping {run_dir}: it holds a complete run of this config (run_id "
+                  f"{complete}); skip_existing=false redoes it")
+            return
         metrics = run(cfg, run_dir)
     except YopoError as err:
         # Nothing of ours was written yet, or only complete artefacts: drop Hydra's bookkeeping

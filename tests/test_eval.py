@@ -145,3 +145,16 @@ def test_pipeline_records_pruned_and_cached_dense_metrics(tmp_path):
     assert recorded["ppl_wikitext2"] > 1 and recorded["dense"]["ppl_wikitext2"] > 1
     assert recorded["throughput"]["settings"][0]["speedup"]["prefill"] > 0
     assert recorded["peak_memory_bytes"]["pruned"] > 0 and recorded["eval_seconds"] > 0
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"zeroshot": None})])
+def test_corrupt_dense_cache_is_one_clear_error(tmp_path, content):
+    from yopo.errors import YopoError
+    from yopo.eval import dense_scores
+
+    cfg = compose(["model=tiny_llama", "eval=demo", f"paths.runs_dir={tmp_path}"])
+    path = dense_cache_path(cfg)
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.raises(YopoError, match="dense-score cache .* is corrupt .*delete that file"):
+        dense_scores(None, None, cfg)  # fails on the file before touching a model

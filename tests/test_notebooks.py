@@ -60,7 +60,8 @@ def test_notebook_form(source):
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     # results come only through yopo.results: no reading of run files here
     assert set(re.findall(r"^(?:from|import) yopo.*$", code, re.M)) <= {
-        "from yopo import paper, results", "from yopo.spectra import ecdf_figure"}
+        "from yopo import paper, results", "from yopo.spectra import ecdf_figure",
+        "from yopo.config import experiment_grid"}
     assert not re.search(r"metrics\.json|json\.load|open\(|load_file|safe_open", code)
 
 
@@ -77,8 +78,11 @@ def test_01_zeroshot_table(sweep):
         if model == "llama2_7b" and method != "dense":
             assert llama.loc[ratio, f"paper {method} avg"] == avg
     assert "No zero-shot results" in printed
+    for method in ("random", "activation", "expected_activation", "prunenet_reference"):
+        assert f"{method} avg" in got.columns  # the paper grid's comparison, empty until run
     assert table(sweep, "01_zeroshot_runs").empty
-    assert (sweep["tables"] / "01_zeroshot.md").read_text().startswith("- 3 complete runs")
+    note = (sweep["tables"] / "01_zeroshot.md").read_text()
+    assert note.startswith("- 3 complete runs") and "all from commit " in note
 
 
 def test_02_phi2_table_without_phi2_runs(sweep):
@@ -88,8 +92,13 @@ def test_02_phi2_table_without_phi2_runs(sweep):
             if m == "phi2" and method == "prunenet"}
     assert list(got["ratio"]) == sorted(phi2) and set(got["model"]) == {"phi2"}
     assert list(got["paper prunenet avg"]) == [phi2[r] for r in sorted(phi2)]
-    assert not [c for c in got.columns if c.endswith(" n")]  # no measured columns
-    assert "No phi2 runs yet" in printed
+    # the experiment's methods have their columns, with no runs counted in them
+    grid = {"prunenet", "prunenet_reference", "slicegpt", "random", "magnitude", "activation",
+            "expected_activation"}
+    counts = {c.removesuffix(" n"): got[c] for c in got.columns if c.endswith(" n")}
+    assert set(counts) == grid and all((n == 0).all() for n in counts.values())
+    assert got[[f"{m} avg" for m in grid]].isna().all().all()
+    assert "No phi2 runs yet" in printed and "random over 3 seeds" in printed
 
 
 def test_03_throughput_table_without_measurements(sweep):

@@ -5,12 +5,14 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from yopo.errors import ConfigError
 from yopo.methods.base import PruneContext
 from yopo.methods.prunenet import (PruneNet, depth_weights, discounted_returns, gumbel_topk,
                                    plackett_luce_log_prob)
-from yopo.policy import PolicyError, RowPolicy, load_policy, save_policy
+from yopo.policy import (METADATA_KEY, POLICY_WEIGHTS, PolicyError, RowPolicy, load_policy,
+                         read_policy_metadata, save_policy)
 
 
 def test_plackett_luce_probabilities_sum_to_one():
@@ -77,7 +79,7 @@ def test_same_seed_same_mask_and_topk_is_deterministic(tiny):
     assert not torch.equal(masks[0], torch.stack(other))
 
 
-def test_reference_variant_draws_its_final_mask_at_random(tiny):
+def test_sampled_final_mask_differs_from_topk(tiny):
     _, model, _, adapter = tiny
     common = dict(episodes=2, samples_per_episode=1, reward="inv_ks", depth_weight="gamma_power",
                   baseline=False)
@@ -92,10 +94,9 @@ def test_policy_trained_at_one_ratio_prunes_at_another(tiny, tmp_path):
     width = adapter.ffn_width(model)
     PruneNet(episodes=2).keep_indices(model, adapter, width // 2,
                                       PruneContext(ratio=0.5, run_dir=tmp_path, model_name="t"))
-    meta = json.loads((tmp_path / "policy.json").read_text())
+    meta = read_policy_metadata(tmp_path)
     assert meta["train_ratio"] == 0.5 and meta["hidden_size"] == model.config.hidden_size
-    reuse = PruneNet(policy=str(tmp_path))
-    report = reuse.prune(model, adapter, PruneContext(ratio=0.2))
+    report = PruneNet().prune(model, adapter, PruneContext(ratio=0.2, policy=tmp_path))
     assert report["policy_source"] == str(tmp_path) and report["policy_train_ratio"] == 0.5
     assert report["ffn_width_pruned"] == math.floor(0.8 * width)
     assert adapter.ffn_width(model) == math.floor(0.8 * width)
@@ -104,16 +105,39 @@ def test_policy_trained_at_one_ratio_prunes_at_another(tiny, tmp_path):
 def test_policy_for_another_hidden_size_is_rejected(tmp_path):
     save_policy(RowPolicy(32, 8), tmp_path, {"model": "other"})
     with pytest.raises(PolicyError, match="hidden size 32.*hidden size 64"):
-        load_policy(tmp_path, 64)
+        load_policy(tmp_path, RowPolicy, hidden_size=64)
 
 
 def test_corrupt_or_missing_policy_is_rejected(tmp_path):
     with pytest.raises(PolicyError, match="does not exist"):
-        load_policy(tmp_path, 64)
+        load_policy(tmp_path, RowPolicy, hidden_size=64)
     save_policy(RowPolicy(64, 8), tmp_path, {"model": "m"})
     (tmp_path / "policy.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(PolicyError, match="corrupt"):
-        load_policy(tmp_path, 64)
+        load_policy(tmp_path, RowPolicy, hidden_size=64)
+
+
+def test_policy_metadata_without_a_shape_key_is_rejected_in_one_line(tmp_path):
+    policy = RowPolicy(64, 8)
+    state = {k: v.contiguous() for k, v in policy.state_dict().items()}
+    meta = {"kind": "row_mlp", "hidden_size": 64}  # no policy_dim
+    save_file(state, str(tmp_path / POLICY_WEIGHTS), metadata={METADATA_KEY: json.dumps(meta)})
+    with pytest.raises(PolicyError, match="lacks policy_dim"):
+        load_policy(tmp_path, RowPolicy, hidden_size=64)
+
+
+def test_saving_a_policy_writes_one_file_atomically(tmp_path, monkeypatch):
+    save_policy(RowPolicy(64, 8), tmp_path, {"model": "m", "train_ratio": 0.3})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [POLICY_WEIGHTS]
+    assert read_policy_metadata(tmp_path)["train_ratio"] == 0.3
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("yopo.policy.save_file", crash)
+    with pytest.raises(OSError):
+        save_policy(RowPolicy(64, 8), tmp_path / "new", {"model": "m"})
+    assert list((tmp_path / "new").iterdir()) == []  # nothing half-written
 
 
 @pytest.mark.parametrize("bad", [dict(reward="ks"), dict(depth_weight="deep"),

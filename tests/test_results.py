@@ -55,7 +55,8 @@ def test_local_loader_reads_every_run_of_the_sweep(runs_dir):
     for row in df.to_dict("records"):
         folder = next(p for p in expected if str(p) == row["run_dir"])
         m = metrics_of(folder)
-        for key in ("model", "method", "ratio_target", "seed", "ratio_achieved", "params_dense",
+        assert row["run_id"] == m["run_id"] and folder.name.endswith("_" + m["run_id"])
+        for key in ("git_commit", "model", "method", "ratio_target", "seed", "ratio_achieved", "params_dense",
                     "params_pruned", "params_removed_fraction", "policy_source",
                     "policy_train_ratio", "compression_seconds", "policy_train_seconds",
                     "ks_mean_dense_vs_pruned", "ffn_width_pruned"):
@@ -254,6 +255,30 @@ def test_zeroshot_table_puts_methods_side_by_side_with_the_paper():
     assert len(long) == (len(records) - 1) * (len(paper.TASKS) + 1)  # all but the unevaluated
     assert set(long["metric"].dropna()) == set(paper.TASK_METRICS.values())
     assert long["limit"].max() == 100
+
+
+def test_zeroshot_table_gives_columns_to_methods_not_run_yet():
+    runs = results.frame([results.run_row({**eval_record("prunenet", 0.3), "model": "m"}, "/r",
+                                          None)])
+    table = results.zeroshot_table(runs, ["m"], ["random", "prunenet"]).set_index("ratio")
+    assert table.loc[0.3, "random n"] == 0 and math.isnan(table.loc[0.3, "random avg"])
+    assert table.loc[0.3, "prunenet n"] == 1
+
+
+def test_provenance_says_when_runs_come_from_different_commits_or_subsets():
+    def row(commit, limit, i):
+        record = {**eval_record(), "git_commit": commit}
+        record["zeroshot"] = {**record["zeroshot"], "limit": limit}
+        return results.run_row(record, f"/r{i}", None)
+
+    same = results.frame([row("a" * 40, 100, 0), row("a" * 40, 100, 1)])
+    assert results.provenance(same) == f"all from commit {'a' * 12}"
+    mixed = results.frame([row("a" * 40, 100, 0), row("b" * 40 + "-dirty", None, 1),
+                           row("b" * 40 + "-dirty", 100, 2)])
+    said = results.provenance(mixed)
+    assert f"from 2 commits ({'a' * 12}: 1 runs, {'b' * 12}-dirty: 2 runs)" in said
+    assert "2 different subsets (first 100 per task: 2 runs, full: 1 runs" in said
+    assert said in results.describe_source(mixed, "wandb", None, "p")
 
 
 def test_write_table_writes_csv_and_markdown(tmp_path):

@@ -7,6 +7,7 @@ Three tiny_llama PruneNet runs with eval=none: policies trained at ratios 0.1 an
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from transformers import AutoModelForCausalLM
 
 from yopo import paper
 from yopo.adapters import get_adapter
-from yopo.config import REPO_ROOT, compose, run_name
+from yopo.config import REPO_ROOT, compose
 from yopo.models import load_model
 from yopo.spectra import SPECTRA_FILE, ffn1_spectra, save_spectra
 
@@ -34,9 +35,15 @@ def _run(overrides: list[str]) -> None:
 
 
 def run_dir(runs_dir: Path, ratio: float, policy_from: float | None = None) -> Path:
-    """The folder Hydra gives the run (the run_name resolver names it)."""
-    policy = None if policy_from is None else run_dir(runs_dir, policy_from)
-    return runs_dir / MODEL / "prunenet" / run_name(ratio, 0, policy)
+    """The folder of the sweep's run at `ratio` with its own policy, or with the policy
+    trained at `policy_from` (folders are named <slug>_<run id>: found by their records)."""
+    for folder in sorted((runs_dir / MODEL / "prunenet").iterdir()):
+        record = json.loads((folder / "metrics.json").read_text())
+        trained = record["policy_source"] == "trained"
+        if (record["ratio_target"] == ratio and trained == (policy_from is None)
+                and record["policy_train_ratio"] == (ratio if trained else policy_from)):
+            return folder
+    raise LookupError(f"no run at ratio {ratio} (policy from {policy_from}) under {runs_dir}")
 
 
 def _add_spectra(folder: Path) -> None:

@@ -2,7 +2,6 @@
 command line (tests, notebooks)."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -11,25 +10,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
 
 
-def run_name(ratio, seed, policy=None, rft="none") -> str:
-    """The run folder name below <runs_dir>/<model>/<method>/: one folder per setting, so a
-    sweep that finds a finished folder can skip it. No '=' in it: a run folder is also what
-    `policy=<folder>` takes on the command line, where '=' would need quoting."""
-    name = f"ratio{float(ratio):g}_seed{seed}"
-    if policy:  # a transferred policy: name the run it came from
-        source = Path(str(policy))
-        source = source.parent if source.suffix == ".safetensors" else source
-        name += "_policy-" + re.sub(r"[^A-Za-z0-9_.-]", "-", source.name)
-    if rft and rft != "none":  # recovery fine-tuning gives another model: another folder
-        name += f"_rft-{rft}"
-    return name
-
-
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("repo_root"):
         OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
-    if not OmegaConf.has_resolver("run_name"):
-        OmegaConf.register_new_resolver("run_name", run_name)
+    from .identity import run_folder
+
+    if not OmegaConf.has_resolver("run_folder"):  # <slug>_<run id>: yopo.identity
+        OmegaConf.register_new_resolver("run_folder", run_folder)
 
 
 def compose(overrides: list[str] | None = None) -> DictConfig:
@@ -41,3 +28,10 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return hydra_compose(config_name="config", overrides=list(overrides or []))
+
+
+def experiment_grid(experiment: str) -> dict[str, list[str]]:
+    """The sweep grid of conf/experiment/<experiment>.yaml: {key: [values]} as Hydra's basic
+    sweeper reads `hydra.sweeper.params` (comma-separated)."""
+    params = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml").hydra.sweeper.params
+    return {str(key): [v.strip() for v in str(value).split(",")] for key, value in params.items()}

@@ -7,13 +7,12 @@ which perplexity is measured, so no method is scored on text it saw.
 """
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 from .errors import YopoError
+from .io import file_sha256
 
 # path below the data dir -> sha256, as listed in the data README (sections 1-5)
 CHECKSUMS = {
@@ -34,15 +33,6 @@ class DataError(YopoError):
     """Missing or altered evaluation data."""
 
 
-@lru_cache(maxsize=None)
-def _sha256(path: Path, mtime_ns: int, size: int) -> str:  # keyed by mtime/size: cheap re-checks
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def data_file(data_dir: str | Path, relative: str) -> Path:
     """The verified path of one data file; a clear error if it is missing or differs."""
     data_dir = Path(data_dir)
@@ -56,8 +46,7 @@ def data_file(data_dir: str | Path, relative: str) -> Path:
                         "as described in the data README")
     expected = CHECKSUMS.get(relative)
     if expected is not None:
-        stat = path.stat()
-        actual = _sha256(path.resolve(), stat.st_mtime_ns, stat.st_size)
+        actual = file_sha256(path)
         if actual != expected:
             raise DataError(f"data file {path} has sha256 {actual}, but the data README gives "
                             f"{expected}: the file is altered or a different version; restore it")

@@ -6,10 +6,12 @@ interrupted run leaves at most a `.tmp-*` entry, never a half-written checkpoint
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -50,3 +52,19 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
 def write_json(path: str | os.PathLike, data: Any) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@lru_cache(maxsize=None)
+def _sha256(path: Path, mtime_ns: int, size: int) -> str:  # keyed by mtime/size: cheap re-checks
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file's bytes (remembered while its mtime and size stay)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _sha256(path, stat.st_mtime_ns, stat.st_size)

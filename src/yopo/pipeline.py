@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import platform
 import subprocess
 import time
@@ -16,6 +17,8 @@ from .config import REPO_ROOT
 from . import rft
 from .eval import (check_eval, dense_scores, evaluate_run, format_eval, needs_dense_copy,
                    score_model)
+from .errors import ConfigError
+from .identity import RunIdentity, identify, reused_policy
 from .io import atomic_dir, write_json
 from .methods import build_method
 from .methods.base import NeuronSelectionMethod, PruneContext, check_ratio
@@ -63,11 +66,42 @@ def save_checkpoint(model, tokenizer, folder: Path) -> None:
         tokenizer.save_pretrained(tmp)
 
 
+def existing_run(run_dir: Path, identity: RunIdentity, save_model: bool) -> str | None:
+    """The run_id of the complete run in run_dir if it is this config's run (and holds its
+    checkpoint when one is asked for); None if there is none or it is incomplete. A folder that
+    holds another config's run is never reused."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return None
+    try:
+        found = json.loads(path.read_text()).get("run_id")
+    except (OSError, ValueError):
+        found = "unreadable"
+    if found != identity.run_id:
+        raise ConfigError(f"{run_dir} holds a run with run_id {found}, not this config's "
+                          f"{identity.run_id} (another config, or a yopo before run ids): "
+                          "move or delete that folder, or set hydra.run.dir elsewhere")
+    if save_model and not (run_dir / MODEL_DIR).is_dir():
+        return None  # complete, but made with save_model=false: redo it with the checkpoint
+    return found
+
+
+def policy_to_reuse(cfg: DictConfig, method) -> Path | None:
+    """The saved policy this run reuses (policy= or transfer=), checked against the method."""
+    if (cfg.get("policy") or cfg.get("transfer")) and not method.takes_policy:
+        raise ConfigError(f"a policy to reuse is set (policy= or transfer=), but method="
+                          f"{cfg.method.name} takes no policy (only prunenet and "
+                          "prunenet_reference do): drop it")
+    return reused_policy(cfg)
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Execute the run described by `cfg`, writing artefacts and metrics.json into run_dir."""
     started = time.perf_counter()
     ratio = check_ratio(cfg.ratio)  # fail before loading anything
+    identity = identify(cfg)
     method = build_method(cfg.method)
+    policy = policy_to_reuse(cfg, method)
     device = resolve_device(cfg.device)
     check_eval(cfg)
     rft.check_config(cfg.rft)
@@ -92,7 +126,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     ctx = PruneContext(
         ratio=ratio, seed=int(cfg.seed), round_to=int(cfg.round_to), device=device,
         run_dir=run_dir, model_name=cfg.model.name, tokenizer=tokenizer,
-        data_dir=Path(cfg.data.dir), calibration_tokens=int(cfg.data.calibration_tokens))
+        data_dir=Path(cfg.data.dir), calibration_tokens=int(cfg.data.calibration_tokens),
+        policy=policy)
     report = method.prune(model, adapter, ctx)
     prune_seconds = time.perf_counter() - prune_started
     params_pruned = count_parameters(model)
@@ -112,6 +147,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     del dense_model
 
     metrics: dict[str, Any] = {
+        "run_id": identity.run_id,
         "model": cfg.model.name, "method": cfg.method.name, "seed": int(cfg.seed),
         "ratio_target": ratio, "ratio_achieved": report.pop("ratio_achieved", None),
         "params_dense": params_dense, "params_pruned": params_pruned,
@@ -123,6 +159,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "total_seconds": time.perf_counter() - started,
         "device": device, "git_commit": git_commit(), "versions": package_versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "identity": identity.fields, "options_not_used": identity.not_used,
     }
     write_json(run_dir / METRICS_FILE, metrics)  # written last: it marks the run complete
     log_run(cfg, run_dir, metrics, spectra)  # after it: a logging failure loses no result

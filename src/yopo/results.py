@@ -34,7 +34,7 @@ SUMMARY_SEP = "/"  # nested record keys <-> flat wandb summary keys ("zeroshot/p
 TASKS = paper.TASKS
 #: Record keys copied as they are (scalars).
 RECORD_COLUMNS = (
-    "model", "method", "ratio_target", "seed", "ratio_achieved", "ratio_semantics",
+    "run_id", "model", "method", "ratio_target", "seed", "ratio_achieved", "ratio_semantics",
     "params_dense", "params_pruned", "params_removed_fraction", "ffn_width_dense",
     "ffn_width_pruned", "policy_source", "policy_train_ratio", "compression_seconds",
     "policy_train_seconds", "eval_seconds", "total_seconds", "ks_mean_dense_vs_pruned",
@@ -51,7 +51,7 @@ COLUMNS = (list(RECORD_COLUMNS) + ["policy_transferred", "rft", "rft_seconds"]
            + ["dense_ppl_wikitext2"] + _zeroshot_columns("dense_zs_")
            + ["before_rft_ppl_wikitext2"] + _zeroshot_columns("before_rft_zs_")
            + ["eval_limit", "speedup", "ideal_speedup", "run_dir", "wandb_id"])
-STRING_COLUMNS = {"model", "method", "ratio_semantics", "policy_source", "rft", "device",
+STRING_COLUMNS = {"run_id", "model", "method", "ratio_semantics", "policy_source", "rft", "device",
                   "git_commit", "run_dir", "wandb_id",
                   *(c for c in COLUMNS if c.endswith("_metric"))}
 INT_COLUMNS = {"seed", "params_dense", "params_pruned", "ffn_width_dense", "ffn_width_pruned",
@@ -302,10 +302,12 @@ def eval_sets(runs: pd.DataFrame) -> pd.Series:
                      index=runs.index, dtype=object)
 
 
-def zeroshot_table(runs: pd.DataFrame, models: Iterable[str]) -> pd.DataFrame:
+def zeroshot_table(runs: pd.DataFrame, models: Iterable[str],
+                   methods: Iterable[str] = ()) -> pd.DataFrame:
     """Model x ratio rows; per method (and RFT setting), the number of runs and each task's
     accuracy and the average in percent (mean over seeds); then the dense model and the
-    paper's numbers.
+    paper's numbers. `methods` get their columns even before any run of theirs exists (the
+    methods of the table's experiment grid, say), so a missing comparison shows as empty.
 
     Rows: every (ratio, evaluation subset) measured for the model (policies trained at that
     ratio; transferred policies are notebook 04's subject; runs without a zero-shot result are
@@ -318,7 +320,7 @@ def zeroshot_table(runs: pd.DataFrame, models: Iterable[str]) -> pd.DataFrame:
     runs = runs.assign(method=[m if rft is None else f"{m}+{rft}"
                                for m, rft in zip(runs["method"], runs["rft"])],
                        eval_sets=eval_sets(runs), ratio=runs["ratio_target"].round(6))
-    methods = sorted(runs["method"].unique())
+    methods = sorted(set(runs["method"].unique()) | set(methods))
     tasks = [*TASKS, "avg"]
     columns = ["model", "ratio", *(f"{m} {c}" for m in methods for c in ("n", *tasks)),
                "eval limit", "dense avg", "paper dense avg", "paper prunenet avg",
@@ -428,11 +430,34 @@ def output_dirs(tables_dir: str | os.PathLike | None = None,
             Path(figures_dir) if figures_dir else DEFAULT_FIGURES_DIR)
 
 
+def provenance(runs: pd.DataFrame) -> str:
+    """Which code and which evaluation subsets the runs come from, said plainly when they are
+    mixed: "from 2 commits (a1b2c3d4e5f6: 5 runs, 0f9e8d7c6b5a-dirty: 3 runs)"."""
+    if runs.empty:
+        return ""
+    parts = []
+    commits = runs["git_commit"].fillna("unknown commit").map(
+        lambda c: c if c == "unknown commit" else c[:12] + ("-dirty" if c.endswith("-dirty") else ""))
+    counts = commits.value_counts(sort=False).sort_index()
+    if len(counts) == 1:
+        parts.append(f"all from commit {counts.index[0]}")
+    else:
+        parts.append(f"from {len(counts)} commits ("
+                     + ", ".join(f"{c}: {n} runs" for c, n in counts.items()) + ")")
+    subsets = eval_sets(runs[runs["zs_avg"].notna()]).value_counts(sort=False).sort_index()
+    if len(subsets) > 1:
+        parts.append(f"evaluated on {len(subsets)} different subsets ("
+                     + ", ".join(f"{e}: {n} runs" for e, n in subsets.items())
+                     + "; tables never average across them)")
+    return "; ".join(parts)
+
+
 def describe_source(runs: pd.DataFrame, source: str, runs_dir: str | os.PathLike | None,
                     project: str) -> str:
     where = (f"run folders under {runs_dir or configured_runs_dir()}" if source == "local"
              else f"wandb project {project}")
-    return f"{len(runs)} complete runs from {where}"
+    said = provenance(runs)
+    return f"{len(runs)} complete runs from {where}" + (f", {said}" if said else "")
 
 
 def write_table(table: pd.DataFrame, tables_dir: str | os.PathLike, name: str,

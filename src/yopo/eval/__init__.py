@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import data_file, wikitext2_text
+from ..errors import YopoError
 from ..io import write_json
 from ..tasks.local_data import FILES
 from .perplexity import wikitext2_perplexity
@@ -76,13 +77,29 @@ def score_model(model, tokenizer, cfg: DictConfig) -> dict[str, Any]:
             "ppl_protocol": perplexity}
 
 
+DENSE_KEYS = ("zeroshot", "ppl_wikitext2", "ppl_protocol", "score_config")
+
+
+def read_dense_cache(path: Path) -> dict[str, Any]:
+    """A cached dense-score file, or one clear error if it cannot be what dense_scores wrote."""
+    try:
+        cached = json.loads(path.read_text())
+        missing = [key for key in DENSE_KEYS if key not in cached]
+    except (OSError, ValueError, TypeError) as err:
+        missing = [f"readable JSON ({type(err).__name__})"]
+    if missing:
+        raise YopoError(f"the dense-score cache {path} is corrupt (no {', '.join(missing)}): "
+                        "delete that file and rerun; the dense model is evaluated again")
+    return cached
+
+
 def dense_scores(model, tokenizer, cfg: DictConfig) -> dict[str, Any] | None:
     """The dense model's scores, read from the cache or computed now and cached (atomically)."""
     if not cfg.eval.tasks and cfg.eval.perplexity is None:
         return None
     path = dense_cache_path(cfg)
     if path.exists():
-        return {**json.loads(path.read_text()), "cached": str(path)}
+        return {**read_dense_cache(path), "cached": str(path)}
     started = time.perf_counter()
     scores = score_model(model, tokenizer, cfg)
     scores["eval_seconds"] = time.perf_counter() - started

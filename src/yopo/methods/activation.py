@@ -53,6 +53,8 @@ def activation_scores(model: nn.Module, adapter: FFNAdapter, batches: torch.Tens
 
 
 class ActivationNeurons(NeuronSelectionMethod):
+    uses_seed = False  # deterministic: no random draw depends on the run's seed
+
     def __init__(self, name: str = "activation", *, calibration_source: str = "local",
                  calibration_tokens: int = 32768, calibration_seq_len: int = 2048):
         super().__init__(name)

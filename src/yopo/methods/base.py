@@ -49,6 +49,7 @@ class PruneContext:
     tokenizer: Any = None  # for methods that read calibration text
     data_dir: Path | None = None
     calibration_tokens: int = 0
+    policy: Path | None = None  # a saved policy to reuse instead of training (policy=, transfer=)
 
     def calibration_ids(self) -> torch.Tensor:
         """The held-out calibration slice of the local WikiText-2 text, LongTensor [n]; never
@@ -60,7 +61,18 @@ class PruneContext:
 
 
 class PruningMethod:
-    """Base class. Subclasses are built by Hydra from conf/method/<name>.yaml (`_target_`)."""
+    """Base class. Subclasses are built by Hydra from conf/method/<name>.yaml (`_target_`).
+
+    What a run's identity (yopo.identity) leaves out for a method: `uses_seed = False` for a
+    deterministic method (its runs at other seeds are the same run), `training_options` when a
+    saved policy is reused instead of trained, and `runtime_options` that change speed or
+    memory only.
+    """
+
+    uses_seed = True
+    takes_policy = False  # True: the method reuses a saved policy given as PruneContext.policy
+    training_options: tuple[str, ...] = ()
+    runtime_options: tuple[str, ...] = ()
 
     def __init__(self, name: str):
         self.name = name

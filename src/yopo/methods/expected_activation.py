@@ -232,6 +232,8 @@ def share_widths(scores: torch.Tensor, ratio: float, round_to: int, protected: l
 
 
 class ExpectedActivation(NeuronSelectionMethod):
+    uses_seed = False  # deterministic: no random draw depends on the run's seed
+
     def __init__(self, name: str = "expected_activation", *, mean: str = "gate_direction",
                  first_layer_mean: str = "attention", fold_norm: bool = True,
                  noise_var: float = 0.05, bias_scale: float = 0.85, noise_power: float = 1.25,

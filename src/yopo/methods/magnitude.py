@@ -29,6 +29,8 @@ def magnitude_scores(model: nn.Module, adapter: FFNAdapter) -> torch.Tensor:
 
 
 class MagnitudeNeurons(NeuronSelectionMethod):
+    uses_seed = False  # deterministic: no random draw depends on the run's seed
+
     def __init__(self, name: str = "magnitude"):
         super().__init__(name)
 

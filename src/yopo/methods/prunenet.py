@@ -7,8 +7,9 @@ layer from the Plackett-Luce distribution of the scores (Gumbel top-k), returns 
 over later layers, G_i = sum_{j>=i} gamma^(j-i) r_j, and layer losses are weighted by depth.
 The final mask is the deterministic top-k of the best policy's scores.
 
-`variant=reference` reproduces the authors' code: reward 1/KS, layer weights gamma^i (which
-favour early layers), no baseline, and a final mask drawn at random from the policy.
+The options reward=inv_ks, depth_weight=gamma_power, baseline=false and final_mask=sample take
+single choices of the authors' code into this algorithm (ablations); the authors' algorithm
+itself, policy and update included, is method=prunenet_reference (prunenet_reference.py).
 """
 from __future__ import annotations
 
@@ -75,7 +76,12 @@ def depth_weights(num_layers: int, kind: str, gamma: float) -> torch.Tensor:
 
 
 class PruneNet(NeuronSelectionMethod):
-    def __init__(self, name: str = "prunenet", *, policy: str | None = None, episodes: int = 20,
+    takes_policy = True
+    training_options = ("episodes", "samples_per_episode", "lr", "weight_decay", "gamma",
+                        "reward", "depth_weight", "baseline", "policy_dim")
+    runtime_options = ("layer_batch", "spectrum_workers")
+
+    def __init__(self, name: str = "prunenet", *, episodes: int = 20,
                  samples_per_episode: int = 4, lr: float = 1e-3, weight_decay: float = 0.01,
                  gamma: float = 0.9, reward: str = "neg_ks", depth_weight: str = "linear",
                  baseline: bool = True, final_mask: str = "topk", policy_dim: int = 64,
@@ -92,7 +98,6 @@ class PruneNet(NeuronSelectionMethod):
         if layer_batch < 1 or (spectrum_workers is not None and spectrum_workers < 1):
             raise ConfigError("layer_batch and spectrum_workers must be positive integers "
                               "(spectrum_workers: null picks a default)")
-        self.policy_path = policy
         self.episodes, self.samples, self.lr, self.weight_decay = (
             episodes, samples_per_episode, lr, weight_decay)
         self.gamma, self.reward, self.depth_weight, self.baseline = (
@@ -217,10 +222,10 @@ class PruneNet(NeuronSelectionMethod):
                 penalty: RowSubsetKS, started: float) -> tuple[RowPolicy, dict[str, Any]]:
         """The configured saved policy, or a newly trained one (saved to the run folder)."""
         device = torch.device(ctx.device)
-        if self.policy_path:
-            policy, meta = load_policy(self.policy_path, layers[0].shape[-1])
+        if ctx.policy:
+            policy, meta = load_policy(ctx.policy, RowPolicy, hidden_size=layers[0].shape[-1])
             policy = policy.to(device)
-            report: dict[str, Any] = {"policy_source": str(self.policy_path),
+            report: dict[str, Any] = {"policy_source": str(ctx.policy),
                                       "policy_train_ratio": meta.get("train_ratio"),
                                       "policy_trained_on": meta.get("model"),
                                       "policy_train_seconds": 0.0}

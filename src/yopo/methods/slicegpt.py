@@ -258,6 +258,8 @@ def slice_stream(model: nn.Module, layout: ResidualLayout, width: int, head_widt
 
 
 class SliceGPT(PruningMethod):
+    uses_seed = False  # deterministic: no random draw depends on the run's seed
+
     def __init__(self, name: str = "slicegpt", *, slice_head: bool = False,
                  calibration_source: str = "local", calibration_tokens: int = 32768,
                  calibration_seq_len: int = 2048):
