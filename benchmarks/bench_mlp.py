@@ -37,9 +37,14 @@ from yopo.sliced_mlp import fuse_gate_up
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def llama7b_shaped(layers: int, dtype: torch.dtype, device: str) -> torch.nn.Module:
-    config = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=layers,
-                         num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,
+LLAMA7B = dict(hidden_size=4096, intermediate_size=11008, num_attention_heads=32,
+               num_key_value_heads=32, vocab_size=32000)
+
+
+def llama7b_shaped(layers: int, dtype: torch.dtype, device: str, **shape) -> torch.nn.Module:
+    """A LLaMA-2-7B-shaped decoder (or another `shape`: LlamaConfig keys) with random weights,
+    built on `device`."""
+    config = LlamaConfig(**{**LLAMA7B, **shape}, num_hidden_layers=layers,
                          max_position_embeddings=4096, tie_word_embeddings=False)
     with torch.device(device):
         return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()

@@ -51,14 +51,16 @@ class StackedLayers:
         return [SimpleNamespace(ffn1=w) for w in self.layers]
 
 
-def llama7b_layers(count: int, device: str, seed: int = 0) -> list[torch.Tensor]:
-    """[11008, 4096] bfloat16 matrices, N(0, 0.02^2) entries times a log-normal scale per row."""
+def llama7b_layers(count: int, device: str, seed: int = 0, rows: int = LLAMA7B["rows"],
+                   cols: int = LLAMA7B["cols"]) -> list[torch.Tensor]:
+    """[rows, cols] ([11008, 4096]) bfloat16 matrices, N(0, 0.02^2) entries times a log-normal
+    scale per row."""
     gen = torch.Generator(device=device).manual_seed(seed)
     layers = []
     for _ in range(count):
-        rows = torch.exp(0.5 * torch.randn(LLAMA7B["rows"], 1, generator=gen, device=device))
-        w = torch.randn(LLAMA7B["rows"], LLAMA7B["cols"], generator=gen, device=device)
-        layers.append((0.02 * rows * w).bfloat16())
+        scale = torch.exp(0.5 * torch.randn(rows, 1, generator=gen, device=device))
+        w = torch.randn(rows, cols, generator=gen, device=device)
+        layers.append((0.02 * scale * w).bfloat16())
     return layers
 
 

@@ -25,7 +25,8 @@ from yopo.config import compose
 from yopo.data import split_calibration, wikitext2_token_ids
 
 
-def recompute(run_dir: Path, data_dir: str) -> tuple[float, float]:
+def recompute(run_dir: Path, data_dir: str, device: str = "cpu",
+              dtype: torch.dtype = torch.float32) -> tuple[float, float]:
     """(recorded, recomputed) perplexity of one run folder."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     protocol = metrics.get("ppl_protocol")
@@ -34,14 +35,14 @@ def recompute(run_dir: Path, data_dir: str) -> tuple[float, float]:
     folder = run_dir / "pruned_model"
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True,
-                                                 dtype=torch.float32).eval()
+                                                 dtype=dtype).to(device).eval()
     _, evaluation = split_calibration(wikitext2_token_ids(tokenizer, data_dir),
                                       int(protocol["calibration_tokens"]))
     seqlen, chunks = int(protocol["seqlen"]), int(protocol["chunks"])
     nll, tokens = 0.0, 0
     with torch.no_grad():
         for i in range(chunks):
-            ids = evaluation[i * seqlen:(i + 1) * seqlen][None]  # [1, seqlen]
+            ids = evaluation[i * seqlen:(i + 1) * seqlen][None].to(device)  # [1, seqlen]
             loss = model(ids, labels=ids, use_cache=False).loss  # mean over seqlen-1 predictions
             nll += loss.item() * (seqlen - 1)
             tokens += seqlen - 1
@@ -53,11 +54,15 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (with pruned_model/)")
     parser.add_argument("--data-dir", default=compose([]).data.dir)
     parser.add_argument("--rtol", type=float, default=1e-3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="float32 (default) recomputes independently of the run's dtype")
     args = parser.parse_args()
     failed = False
     print(f"{'run':70} {'recorded':>12} {'recomputed':>12} {'rel. diff':>9}")
     for run_dir in args.runs:
-        recorded, again = recompute(run_dir, args.data_dir)
+        recorded, again = recompute(run_dir, args.data_dir, args.device,
+                                    getattr(torch, args.dtype))
         diff = abs(again - recorded) / recorded
         failed |= diff > args.rtol
         print(f"{str(run_dir)[-70:]:70} {recorded:>12.4f} {again:>12.4f} {diff:>9.2e}")

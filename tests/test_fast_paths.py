@@ -104,16 +104,6 @@ def test_bad_speed_options_are_config_errors(bad):
         PruneNet(**bad)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_eigenvalues_on_cuda_streams_equal_eigvalsh():
-    a = torch.randn(9, 200, 200, device="cuda", dtype=torch.float64,
-                    generator=torch.Generator("cuda").manual_seed(0))
-    sym = a + a.mT
-    expected = torch.stack([torch.linalg.eigvalsh(m) for m in sym])
-    torch.testing.assert_close(symmetric_eigenvalues(sym, workers=4), expected,
-                               rtol=1e-10, atol=1e-10)
-
-
 # ---- fused gate/up projections ----------------------------------------------------------------
 def _pruned_tiny_llama(round_to=1):
     from conftest import load_tiny
@@ -162,3 +152,39 @@ def test_fusing_a_model_without_gated_mlps_is_a_config_error():
     model, _ = load_tiny("tiny_phi")
     with pytest.raises(ConfigError, match="gated MLP"):
         fuse_gate_up(model)
+
+
+def test_fused_inference_is_on_by_default_and_changes_no_score(tmp_path):
+    from yopo.config import compose
+    from yopo.pipeline import run
+
+    overrides = ["model=tiny_llama", "method.episodes=1", "eval=none", "logger=none",
+                 f"paths.runs_dir={tmp_path}", "eval.perplexity={seqlen:64,max_chunks:2,batch_size:1}",
+                 "eval.throughput={batch_sizes:[1],prompt_tokens:8,decode_tokens:2,warmup:0,repeats:1}"]
+    assert compose(overrides).inference.fuse_gate_up == "auto"
+    fused = run(compose(overrides), tmp_path / "fused")
+    plain = run(compose(overrides + ["inference.fuse_gate_up=false"]), tmp_path / "plain")
+    assert fused["inference"]["fused_mlps"] == 2 * 3  # pruned and dense copy, 3 layers each
+    assert plain["inference"]["fused_mlps"] == 0
+    assert fused["ppl_wikitext2"] == pytest.approx(plain["ppl_wikitext2"], rel=1e-6)
+    assert fused["throughput"]["ideal_speedup"] == plain["throughput"]["ideal_speedup"]
+    # the saved checkpoint is the standard, unfused one
+    from transformers import AutoModelForCausalLM
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "fused" / "pruned_model")
+    assert hasattr(reloaded.model.layers[0].mlp, "gate_proj")
+
+
+def test_fuse_option_auto_skips_ungated_models_and_true_requires_them(token_batch):
+    from conftest import load_tiny, logits
+    from yopo.sliced_mlp import apply_fuse_option
+
+    phi, _ = load_tiny("tiny_phi")
+    assert apply_fuse_option("auto", [phi, None]) == 0
+    with pytest.raises(ConfigError, match="gated MLP"):
+        apply_fuse_option(True, [phi])
+    with pytest.raises(ConfigError, match="not one of auto, true, false"):
+        apply_fuse_option("yes", [phi])
+    llama, _ = load_tiny("tiny_llama")
+    before = logits(llama, token_batch)
+    assert apply_fuse_option("auto", [llama]) == 3
+    torch.testing.assert_close(logits(llama, token_batch), before, rtol=1e-6, atol=1e-6)

@@ -113,7 +113,12 @@ def load_model(model_cfg: Mapping[str, Any], cache_dir: str | os.PathLike
     elif source == "random":
         torch.manual_seed(int(model_cfg.get("init_seed", 0)))
         config = AutoConfig.for_model(model_cfg["model_type"], **dict(model_cfg["config"]))
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        # built where it will run: initialising 7B parameters on a CPU takes minutes
+        init_device = model_cfg.get("init_device") or "cpu"
+        if init_device == "auto":
+            init_device = "cuda" if torch.cuda.is_available() else "cpu"
+        with torch.device(init_device):
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         tokenizer = byte_tokenizer()
     else:
         raise ConfigError(f"unknown model source '{source}' (use gguf_package, hub or random)")

@@ -22,7 +22,9 @@ from .identity import RunIdentity, identify, reused_policy
 from .io import atomic_dir, write_json
 from .methods import build_method
 from .methods.base import NeuronSelectionMethod, PruneContext, check_ratio
+from .eval.throughput import ideal_speedup
 from .models import count_parameters, load_model
+from .sliced_mlp import apply_fuse_option, check_fuse_option
 from .results import METRICS_FILE
 from .spectra import ffn1_spectra, save_spectra
 from .tracking import check_logger, log_run
@@ -104,6 +106,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     policy = policy_to_reuse(cfg, method)
     device = resolve_device(cfg.device)
     check_eval(cfg)
+    check_fuse_option(cfg.inference.fuse_gate_up)
     rft.check_config(cfg.rft)
     check_logger(cfg.get("logger"))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +146,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     if cfg.save_model:
         save_checkpoint(method.checkpoint_model(model), tokenizer, run_dir / MODEL_DIR)
-    evaluation = evaluate_run(cfg, model, tokenizer, adapter, dense, dense_model)
+    # Inference layout for evaluation and speed (the checkpoint above stays standard): the
+    # ideal speedup is read from the layout the adapter knows, before fusing.
+    ideal = ideal_speedup(dense_model, model, adapter) if dense_model is not None else None
+    fused = apply_fuse_option(cfg.inference.fuse_gate_up, [model, dense_model])
+    evaluation = evaluate_run(cfg, model, tokenizer, adapter, dense, dense_model, ideal)
     del dense_model
 
     metrics: dict[str, Any] = {
@@ -156,6 +163,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         **report,
         **evaluation,
         "before_rft": before_rft, "rft": rft_report,
+        "inference": {"fuse_gate_up": cfg.inference.fuse_gate_up, "fused_mlps": fused},
         "total_seconds": time.perf_counter() - started,
         "device": device, "git_commit": git_commit(), "versions": package_versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),

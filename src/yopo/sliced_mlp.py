@@ -120,3 +120,28 @@ def _unfuse(fused: FusedGateUpMLP) -> nn.Module:
 def unfuse_gate_up(model: nn.Module) -> int:
     """Undo fuse_gate_up in place (separate contiguous gate/up linears); returns the count."""
     return _replace_children(model, lambda m: isinstance(m, FusedGateUpMLP), _unfuse)
+
+
+FUSE_SETTINGS = ("auto", True, False)
+
+
+def check_fuse_option(setting) -> None:
+    if setting not in FUSE_SETTINGS:
+        raise ConfigError(f"inference.fuse_gate_up={setting!r} is not one of auto, true, false")
+
+
+def apply_fuse_option(setting, models) -> int:
+    """conf `inference.fuse_gate_up` on the models about to be evaluated (None entries skipped):
+    auto fuses where a model has gated MLPs, true requires them, false leaves the models as
+    they are. Returns how many MLPs were fused in all."""
+    check_fuse_option(setting)
+    if setting is False:
+        return 0
+    count = 0
+    for model in models:
+        if model is None:
+            continue
+        if setting == "auto" and not any(_is_gated_mlp(m) for m in model.modules()):
+            continue
+        count += fuse_gate_up(model)
+    return count

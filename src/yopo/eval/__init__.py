@@ -108,7 +108,7 @@ def dense_scores(model, tokenizer, cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def evaluate_run(cfg: DictConfig, model, tokenizer, adapter, dense: dict[str, Any] | None,
-                 dense_model=None) -> dict[str, Any]:
+                 dense_model=None, ideal: dict[str, Any] | None = None) -> dict[str, Any]:
     """The metrics.json entries of the pruned `model`: zeroshot, ppl_wikitext2, ppl_protocol,
     throughput, peak_memory_bytes, eval_seconds, and the dense scores under "dense"."""
     started = time.perf_counter()
@@ -118,7 +118,7 @@ def evaluate_run(cfg: DictConfig, model, tokenizer, adapter, dense: dict[str, An
         t = cfg.eval.throughput
         throughput = compare_throughput(dense_model, model, adapter, list(t.batch_sizes),
                                         int(t.prompt_tokens), int(t.decode_tokens),
-                                        int(t.warmup), int(t.repeats))
+                                        int(t.warmup), int(t.repeats), ideal)
         largest = throughput["settings"][-1]
         peak = {"dense": largest["dense"]["peak_memory_bytes"],
                 "pruned": largest["pruned"]["peak_memory_bytes"],

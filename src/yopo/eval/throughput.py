@@ -138,16 +138,19 @@ def measure_throughput(models: dict[str, nn.Module], batch_sizes, prompt_tokens:
 
 
 def compare_throughput(dense: nn.Module, pruned: nn.Module, adapter: FFNAdapter, batch_sizes,
-                       prompt_tokens: int, decode_tokens: int, warmup: int = 1, repeats: int = 5
-                       ) -> dict[str, Any]:
-    """Measured dense and pruned speed per batch size, the measured speedups and the ideal ones."""
+                       prompt_tokens: int, decode_tokens: int, warmup: int = 1, repeats: int = 5,
+                       ideal: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Measured dense and pruned speed per batch size, the measured speedups and the ideal ones
+    (`ideal`: ideal_speedup of the two, computed beforehand where the models' layout has
+    changed since, e.g. fused gate/up products the adapter does not read)."""
     device = next(pruned.parameters()).device
     settings = measure_throughput({"dense": dense, "pruned": pruned}, batch_sizes, prompt_tokens,
                                   decode_tokens, warmup, repeats)
     for s in settings:
         s["speedup"] = {phase: s["pruned"][f"{phase}_tokens_per_s"] / s["dense"][f"{phase}_tokens_per_s"]
                         for phase in ("prefill", "decode")}
-    return {"settings": settings, "ideal_speedup": ideal_speedup(dense, pruned, adapter),
+    return {"settings": settings,
+            "ideal_speedup": ideal or ideal_speedup(dense, pruned, adapter),
             "device": str(device), "threads": torch.get_num_threads(), "warmup": warmup,
             "repeats": repeats,
             "peak_memory_method": ("torch.cuda.max_memory_allocated" if device.type == "cuda"

@@ -13,10 +13,12 @@ import bz2
 import json
 import re
 from pathlib import Path
-
-from datasets import Dataset, DatasetDict
+from typing import TYPE_CHECKING
 
 from ..data import DataError, data_file
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
 # The data files each task reads (paths below the data dir; checksums in yopo.data.CHECKSUMS).
 FILES = {
@@ -30,6 +32,14 @@ HELLASWAG_LINES_PER_EXAMPLE = 6  # context, gold label, four endings (data READM
 # The last sentence of a HellaSwag context: text after the last ". " / "! " / "? " (optionally
 # behind a closing quote or bracket), or the whole context when there is no sentence end.
 _LAST_SENTENCE = re.compile(r"^(?:(.*[.!?][\"')]?) )?(\S.*)$", re.DOTALL)
+
+
+def _split(name: str, docs: list[dict]) -> DatasetDict:
+    """One split as lm-eval loads it. `datasets` (lm-eval's dependency) is imported here: only
+    zero-shot evaluation needs it, and the GPU machine has none."""
+    from datasets import Dataset, DatasetDict
+
+    return DatasetDict({name: Dataset.from_list(docs)})
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -48,16 +58,15 @@ def piqa(data_dir: str, **_metadata) -> DatasetDict:
     labels = _lines(data_file(data_dir, answers))
     if len(labels) != len(docs):
         raise DataError(f"piqa: {len(docs)} questions but {len(labels)} labels")
-    return DatasetDict({"validation": Dataset.from_list(
-        [{**doc, "label": int(label)} for doc, label in zip(docs, labels)])})
+    return _split("validation",
+                  [{**doc, "label": int(label)} for doc, label in zip(docs, labels)])
 
 
 def winogrande(data_dir: str, **_metadata) -> DatasetDict:
     """{sentence, option1, option2, answer}; lm-eval maps `answer` through {"1": 0, "2": 1}, so it
     must stay the string "1" / "2"."""
     docs = _jsonl(data_file(data_dir, *FILES["winogrande"]))
-    return DatasetDict({"validation": Dataset.from_list(
-        [{**doc, "answer": str(doc["answer"])} for doc in docs])})
+    return _split("validation", [{**doc, "answer": str(doc["answer"])} for doc in docs])
 
 
 def split_hellaswag_context(ctx: str) -> tuple[str, str]:
@@ -91,7 +100,7 @@ def hellaswag(data_dir: str, **_metadata) -> DatasetDict:
         ctx_a, ctx_b = split_hellaswag_context(ctx)
         docs.append({"activity_label": activity_label, "ctx_a": ctx_a, "ctx_b": ctx_b,
                      "ctx": ctx, "endings": endings, "label": label})
-    return DatasetDict({"validation": Dataset.from_list(docs)})
+    return _split("validation", docs)
 
 
 def _arc(data_dir: str, task: str) -> DatasetDict:
@@ -105,7 +114,7 @@ def _arc(data_dir: str, task: str) -> DatasetDict:
                      "choices": {"text": [c["text"] for c in choices],
                                  "label": [c["label"] for c in choices]},
                      "answerKey": doc["answerKey"]})
-    return DatasetDict({"test": Dataset.from_list(docs)})
+    return _split("test", docs)
 
 
 def arc_easy(data_dir: str, **_metadata) -> DatasetDict:
