@@ -229,13 +229,14 @@ def markdown(report: dict[str, Any]) -> str:
     if "policy" in steps and "fast" in steps["policy"]:
         p = steps["policy"]
         lines += ["| policy training (FFN1 " + " x ".join(map(str, p["shape"])) + ") | "
-                  "episodes | train s | s/episode | peak GiB | final KS |", "|---|---|---|---|---|---|",
-                  f"| fast (Gram) | {p['fast']['episodes']} | {p['fast']['train_s']:.1f} | "
-                  f"{p['fast_s_per_episode']:.2f} | {p['fast']['peak_gib'] or 0:.1f} | "
-                  f"{p['fast']['ks_final']:.4f} |",
-                  f"| straightforward (svdvals) | 1 | {p['svd_one_episode']['train_s']:.1f} | "
-                  f"{p['svd_s_per_episode']:.2f} | {p['svd_one_episode']['peak_gib'] or 0:.1f} | "
-                  f"{p['svd_one_episode']['ks_final']:.4f} |", ""]
+                  "episodes | train s | s/episode | peak GiB | final KS |", "|---|---|---|---|---|---|"]
+        for label, row, per_episode in (("fast (Gram)", p["fast"], p["fast_s_per_episode"]),
+                                        ("straightforward (svdvals)", p["svd_one_episode"],
+                                         p["svd_s_per_episode"])):
+            lines.append(f"| {label} | {row['episodes']} | {row['train_s']:.1f} | "
+                         f"{per_episode:.2f} | {row['peak_gib'] or 0:.1f} | "
+                         f"{row['ks_final']:.4f} |")
+        lines.append("")
     if "reference" in steps and "train_s_one_episode" in steps["reference"]:
         r = steps["reference"]
         lines += [f"prunenet_reference, one episode over {r['layers']} layers: "

@@ -9,8 +9,9 @@ atomic write (weights and metadata can never disagree or be half there).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import safe_open
@@ -154,3 +155,26 @@ def load_policy(path: str | Path, kind: type[nn.Module], **shape: int
         raise PolicyError(f"policy at {weights} does not match its metadata ({err}); retrain it "
                           "by running without policy=") from err
     return policy, meta
+
+
+def reuse_or_train(ctx, kind: type[nn.Module], shape: dict[str, int], episodes: int,
+                   train: Callable[[], tuple[nn.Module, dict[str, Any]]]
+                   ) -> tuple[nn.Module, dict[str, Any]]:
+    """The policy a run prunes with and its report entries: the saved one that ctx.policy
+    (a PruneContext) names, on ctx.device, or a newly trained one (`train()` -> policy, report
+    entries), saved to ctx.run_dir with the run's model, ratio, seed and training history."""
+    if ctx.policy:
+        policy, meta = load_policy(ctx.policy, kind, **shape)
+        return policy.to(ctx.device), {"policy_source": str(ctx.policy),
+                                       "policy_train_ratio": meta.get("train_ratio"),
+                                       "policy_trained_on": meta.get("model"),
+                                       "policy_train_seconds": 0.0}
+    started = time.perf_counter()
+    policy, info = train()
+    seconds = time.perf_counter() - started
+    if ctx.run_dir is not None:
+        save_policy(policy, ctx.run_dir, {
+            "model": ctx.model_name, "train_ratio": ctx.ratio, "seed": ctx.seed,
+            "episodes": episodes, "train_seconds": seconds, **info})
+    return policy, {"policy_source": "trained", "policy_train_ratio": ctx.ratio,
+                    "policy_train_seconds": seconds, **info}

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..adapters import FFNAdapter
 from ..errors import ConfigError
-from ..policy import RowPolicy, load_policy, save_policy
+from ..policy import RowPolicy, reuse_or_train
 from ..spectrum import (RowSubsetKS, check_spectrum_method, default_workers, layer_batches,
                         single_threaded_torch)
 from .base import NeuronSelectionMethod, PruneContext
@@ -206,7 +206,11 @@ class PruneNet(NeuronSelectionMethod):
         started = time.perf_counter()
         penalty = self.penalty(layers, k, device)
         with self._threads(device):
-            policy, report = self._policy(layers, k, ctx, penalty, started)
+            policy, report = reuse_or_train(ctx, RowPolicy, {"hidden_size": layers[0].shape[-1]},
+                                            self.episodes,
+                                            lambda: self.train(layers, k, ctx, penalty))
+            if report["policy_source"] == "trained":  # the penalty's setup counts as training
+                report["policy_train_seconds"] = time.perf_counter() - started
             scores = self._all_scores(policy, layers, device).detach()  # [L, m]
             if self.final_mask == "topk":
                 keep = scores.topk(k, dim=-1).indices
@@ -217,25 +221,3 @@ class PruneNet(NeuronSelectionMethod):
         report.update(policy_params=policy.num_parameters(), ks_per_layer=ks.tolist(),
                       ks_mean_dense_vs_pruned=ks.mean().item())
         return [idx.cpu() for idx in keep], report
-
-    def _policy(self, layers: list[torch.Tensor], k: int, ctx: PruneContext,
-                penalty: RowSubsetKS, started: float) -> tuple[RowPolicy, dict[str, Any]]:
-        """The configured saved policy, or a newly trained one (saved to the run folder)."""
-        device = torch.device(ctx.device)
-        if ctx.policy:
-            policy, meta = load_policy(ctx.policy, RowPolicy, hidden_size=layers[0].shape[-1])
-            policy = policy.to(device)
-            report: dict[str, Any] = {"policy_source": str(ctx.policy),
-                                      "policy_train_ratio": meta.get("train_ratio"),
-                                      "policy_trained_on": meta.get("model"),
-                                      "policy_train_seconds": 0.0}
-        else:
-            policy, info = self.train(layers, k, ctx, penalty)
-            seconds = time.perf_counter() - started
-            report = {"policy_source": "trained", "policy_train_ratio": ctx.ratio,
-                      "policy_train_seconds": seconds, **info}
-            if ctx.run_dir is not None:
-                save_policy(policy, ctx.run_dir, {
-                    "model": ctx.model_name, "train_ratio": ctx.ratio, "seed": ctx.seed,
-                    "episodes": self.episodes, "train_seconds": seconds, **info})
-        return policy, report

@@ -23,7 +23,6 @@ to k, and the gradient clipping they call after zero_grad (a no-op) left out.
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -34,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..adapters import FFNAdapter
 from ..errors import ConfigError
-from ..policy import FullMatrixPolicy, load_policy, save_policy
+from ..policy import FullMatrixPolicy, reuse_or_train
 from .base import NeuronSelectionMethod, PruneContext
 
 PRUNE_WITH = ("last", "best")
@@ -126,23 +125,8 @@ class PruneNetReference(NeuronSelectionMethod):
         m, d = layers[0].shape
         device = torch.device(ctx.device)
         gen = torch.Generator(device=device).manual_seed(ctx.seed)
-        started = time.perf_counter()
-        if ctx.policy:
-            policy, meta = load_policy(ctx.policy, FullMatrixPolicy, hidden_size=d, ffn_width=m)
-            policy = policy.to(device)
-            report: dict[str, Any] = {"policy_source": str(ctx.policy),
-                                      "policy_train_ratio": meta.get("train_ratio"),
-                                      "policy_trained_on": meta.get("model"),
-                                      "policy_train_seconds": 0.0}
-        else:
-            policy, info = self.train(layers, k, ctx, gen)
-            seconds = time.perf_counter() - started
-            report = {"policy_source": "trained", "policy_train_ratio": ctx.ratio,
-                      "policy_train_seconds": seconds, **info}
-            if ctx.run_dir is not None:
-                save_policy(policy, ctx.run_dir, {
-                    "model": ctx.model_name, "train_ratio": ctx.ratio, "seed": ctx.seed,
-                    "episodes": self.episodes, "train_seconds": seconds, **info})
+        policy, report = reuse_or_train(ctx, FullMatrixPolicy, {"hidden_size": d, "ffn_width": m},
+                                        self.episodes, lambda: self.train(layers, k, ctx, gen))
         keep, ks = [], []
         with torch.no_grad():
             for w in layers:
