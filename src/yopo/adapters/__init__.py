@@ -5,11 +5,12 @@ from torch import nn
 from ..errors import ConfigError
 
 from .base import FFNAdapter, FFNBlock
+from .gemma import GemmaAdapter
 from .llama import LlamaAdapter
 from .opt import OPTAdapter
 from .phi import PhiAdapter
 
-ADAPTERS: tuple[type[FFNAdapter], ...] = (LlamaAdapter, PhiAdapter, OPTAdapter)
+ADAPTERS: tuple[type[FFNAdapter], ...] = (LlamaAdapter, GemmaAdapter, PhiAdapter, OPTAdapter)
 
 
 def get_adapter(model: nn.Module) -> FFNAdapter:

@@ -30,11 +30,22 @@ class FFNBlock:
             fc1 for Phi/OPT). ffn_in[0] is the "FFN1" matrix PruneNet scores.
     ffn_out: the linear whose *columns* are FFN neurons, weight [d, m].
     norm_weight: the norm scale applied to the FFN input, [d], or None.
+    out_scale: the per-channel scale [d] the FFN's output passes on its way to the residual
+               stream (Gemma's post-FFN norm), or None where it is added as it is.
     """
 
     ffn_in: list[nn.Linear]
     ffn_out: nn.Linear
     norm_weight: torch.Tensor | None
+    out_scale: torch.Tensor | None = None
+
+    def output_columns(self) -> torch.Tensor:
+        """What each neuron writes into the stream per unit of activation: ffn_out's weight
+        [d, m], scaled per channel by out_scale where there is one (detached, float64)."""
+        weight = self.ffn_out.weight.detach().double()
+        if self.out_scale is None:
+            return weight
+        return self.out_scale.detach().double().to(weight.device)[:, None] * weight
 
     @property
     def ffn1(self) -> torch.Tensor:
@@ -98,6 +109,8 @@ class FFNAdapter:
     model_types: tuple[str, ...] = ()
     #: the config attribute that holds the FFN width.
     width_key: str = "intermediate_size"
+    #: the config attribute that names the FFN's nonlinearity (a transformers ACT2FN key).
+    activation_key: str = "hidden_act"
 
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
         raise NotImplementedError
@@ -124,6 +137,9 @@ class FFNAdapter:
 
     def ffn_width(self, model: nn.Module) -> int:
         return int(getattr(model.config, self.width_key))
+
+    def activation_name(self, model: nn.Module) -> str | None:
+        return getattr(model.config, self.activation_key, None)
 
     def slice_ffn(self, model: nn.Module, keep: list[torch.Tensor], uniform: bool = True) -> None:
         """Keep only neurons `keep[i]` (sorted LongTensor [k_i]) of layer i, in place.

@@ -8,6 +8,7 @@ from .base import FFNAdapter, FFNBlock, ResidualBranch, ResidualLayout, norm_sca
 class OPTAdapter(FFNAdapter):
     model_types = ("opt",)
     width_key = "ffn_dim"
+    activation_key = "activation_function"
 
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
         return model.model.decoder.layers

@@ -8,7 +8,9 @@ model runs on calibration text. Neuron j's score is
     score_j = ||h[:, j]||_2 * ||W_out[:, j]||_2
 
 (the Wanda score |W_ij| * ||X_j|| summed in the L2 sense over the neuron's output column): the
-typical size of what neuron j adds to the residual stream. Every layer keeps its top k.
+typical size of what neuron j adds to the residual stream (W_out[:, j] scaled per channel by
+the post-FFN norm where the family has one, Gemma-3: FFNBlock.output_columns). Every layer keeps
+its top k.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def ffn_input_square_sums(model: nn.Module, adapter: FFNAdapter, batches: torch.
 def activation_scores(model: nn.Module, adapter: FFNAdapter, batches: torch.Tensor,
                       device: str) -> torch.Tensor:
     """score [L, m] = ||h_j||_2 * ||W_out[:, j]||_2 (module docstring), float64."""
-    column_norms = torch.stack([b.ffn_out.weight.detach().double().norm(dim=0)
+    column_norms = torch.stack([b.output_columns().norm(dim=0)
                                 for b in adapter.blocks(model)]).to(device)  # [L, m]
     return ffn_input_square_sums(model, adapter, batches, device).sqrt() * column_norms
 

@@ -61,15 +61,14 @@ STATISTICS = ("abs", "rms")
 ALLOCATIONS = ("uniform", "protect_ends", "share")
 
 
-def activation_function(model: nn.Module):
-    """The FFN nonlinearity named by the model's config (hidden_act or activation_function)."""
+def activation_function(model: nn.Module, adapter: FFNAdapter):
+    """The FFN nonlinearity the model's config names (under the adapter's activation_key)."""
     from transformers.activations import ACT2FN
 
-    name = getattr(model.config, "hidden_act", None) or getattr(model.config,
-                                                                "activation_function", None)
+    name = adapter.activation_name(model)
     if name not in ACT2FN:
         raise ConfigError(f"expected_activation: unknown FFN activation {name!r} in the model "
-                          "config (hidden_act / activation_function)")
+                          f"config ({adapter.activation_key})")
     return ACT2FN[name]
 
 
@@ -297,14 +296,14 @@ class ExpectedActivation(NeuronSelectionMethod):
                 means[0] = norms[0] * mean / rms
                 noise[0] = self.noise_variance(self.first_layer_noise_var, norms[0])
                 first = "attention"
-        act, z = activation_function(model), standard_normal_pairs(self.samples)
+        act, z = activation_function(model, adapter), standard_normal_pairs(self.samples)
         rows = []
         for block, mu, var in zip(blocks, means, noise):
             size = expected_output_size([lin.weight.detach() for lin in block.ffn_in],
                                         [lin.bias.detach() if lin.bias is not None else None
                                          for lin in block.ffn_in], mu, var, act, z,
                                         self.statistic)
-            rows.append(size * block.ffn_out.weight.detach().double().norm(dim=0))
+            rows.append(size * block.output_columns().norm(dim=0))
         return torch.stack(rows), {"first_layer_mean_used": first}
 
     # ---- the method interface -----------------------------------------------------------------

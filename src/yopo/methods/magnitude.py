@@ -6,7 +6,9 @@ of all these weights together, biases excluded:
 
     score_j = sqrt( sum_{W in ffn_in} ||W[j, :]||_2^2 + ||W_out[:, j]||_2^2 )
 
-and every layer keeps its k highest-scoring neurons.
+and every layer keeps its k highest-scoring neurons. Where the FFN output passes a per-channel
+scale before the stream (Gemma-3's post-FFN norm), W_out[:, j] is taken with that scale
+(FFNBlock.output_columns): what the neuron writes, not how the weight happens to be split.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ def magnitude_scores(model: nn.Module, adapter: FFNAdapter) -> torch.Tensor:
     """score [L, m] as in the module docstring, in float64."""
     rows = []
     for block in adapter.blocks(model):
-        squares = block.ffn_out.weight.detach().double().pow(2).sum(0)  # [m]
+        squares = block.output_columns().pow(2).sum(0)  # [m]
         for linear in block.ffn_in:
             squares = squares + linear.weight.detach().double().pow(2).sum(1)
         rows.append(squares.sqrt())
