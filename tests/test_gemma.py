@@ -125,3 +125,29 @@ def test_activation_and_per_layer_widths_on_gemma(token_batch, tmp_path):
                                                     trust_remote_code=True).eval()
     torch.testing.assert_close(logits(reloaded, token_batch), logits(model, token_batch),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_a_gguf_split_over_packages_is_joined_in_order_and_checked(tmp_path, monkeypatch):
+    import hashlib
+
+    from yopo.models import ModelUnavailableError, find_packaged_gguf
+
+    parts = [b"GGUF-first-", b"second-", b"third"]
+    for i, data in enumerate(parts):
+        folder = tmp_path / "site" / f"fake_part{i}" / "data"
+        folder.mkdir(parents=True)
+        (folder.parent / "__init__.py").write_text("")
+        (folder / f"m.gguf.part{i:02d}").write_bytes(data)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    cfg = {"gguf_file": "m.gguf", "setup": "make setup-fake",
+           "chunks": [{"package": f"fake_part{i}", "file": f"m.gguf.part{i:02d}"}
+                      for i in range(3)],
+           "sha256": hashlib.sha256(b"".join(parts)).hexdigest()}
+    joined = find_packaged_gguf(cfg, tmp_path / "cache")
+    assert joined.read_bytes() == b"".join(parts)
+    (tmp_path / "cache" / "m.gguf").unlink()
+    with pytest.raises(ModelUnavailableError, match="sha256 .*make setup-fake"):
+        find_packaged_gguf({**cfg, "sha256": "0" * 64}, tmp_path / "cache")
+    with pytest.raises(ModelUnavailableError, match="'fake_missing' .* not installed.*setup-fake"):
+        find_packaged_gguf({**cfg, "chunks": [{"package": "fake_missing", "file": "x"}]},
+                           tmp_path / "other")

