@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import FFNAdapter, FFNBlock, ResidualLayout
+from .base import FFNBlock, ResidualLayout
+from .llama import LlamaAdapter
 
 
 def gemma_norm_scale(norm: nn.Module) -> torch.Tensor:
@@ -24,23 +25,17 @@ def gemma_norm_scale(norm: nn.Module) -> torch.Tensor:
     return 1.0 + norm.weight
 
 
-class GemmaAdapter(FFNAdapter):
-    model_types = ("gemma3_text",)
-    width_key = "intermediate_size"
-    activation_key = "hidden_activation"
+class GemmaAdapter(LlamaAdapter):
+    """LLaMA's module names (model.layers[i].mlp.gate_proj / up_proj / down_proj); other norms."""
 
-    def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
-        return model.model.layers
+    model_types = ("gemma3_text",)
+    activation_key = "hidden_activation"
 
     def ffn_block(self, layer: nn.Module) -> FFNBlock:
         mlp = layer.mlp
         return FFNBlock([mlp.gate_proj, mlp.up_proj], mlp.down_proj,
                         gemma_norm_scale(layer.pre_feedforward_layernorm),
                         out_scale=gemma_norm_scale(layer.post_feedforward_layernorm))
-
-    def _set_ffn(self, layer, ffn_in, ffn_out):
-        layer.mlp.gate_proj, layer.mlp.up_proj = ffn_in
-        layer.mlp.down_proj = ffn_out
 
     def residual_layout(self, model: nn.Module) -> ResidualLayout:
         raise ConfigError("SliceGPT needs a pre-norm residual stream, but Gemma-3 normalises "
