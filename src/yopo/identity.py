@@ -64,13 +64,12 @@ def policy_fingerprint(policy: Path) -> dict[str, str]:
     """The reused policy's weights by content (a retrained policy in the same folder is another
     policy); the resolved path where there is no file yet (the run then fails on it)."""
     from .io import file_sha256
-    from .policy import POLICY_WEIGHTS
+    from .policy import weights_file
 
-    path = policy
-    weights = path if path.suffix == ".safetensors" else path / POLICY_WEIGHTS
+    weights = weights_file(policy)
     if weights.is_file():
         return {"weights_sha256": file_sha256(weights)}
-    return {"missing": str(path.resolve())}
+    return {"missing": str(policy.resolve())}
 
 
 def identify(cfg: DictConfig | Mapping[str, Any]) -> RunIdentity:
@@ -86,8 +85,8 @@ def identify(cfg: DictConfig | Mapping[str, Any]) -> RunIdentity:
         policy = reused_policy(cfg)
         fingerprint = policy_fingerprint(policy) if policy else None
     except ConfigError as err:  # the run fails on it with this message; name it meanwhile
-        policy, fingerprint = "unresolved", {"unresolved": str(err)}
-    if policy:
+        fingerprint = {"unresolved": str(err)}
+    if fingerprint:
         not_used += [f"method.{key}" for key in cls.training_options if key in method]
     for key in not_used:
         method.pop(key.removeprefix("method."), None)
@@ -104,14 +103,14 @@ def identify(cfg: DictConfig | Mapping[str, Any]) -> RunIdentity:
     fields["ratio"] = float(cfg["ratio"])
     data = {k: v for k, v in dict(fields.get("data") or {}).items() if k != "dir"}
     fields["data"] = {**data, "checksums": dict(sorted(CHECKSUMS.items()))}
-    if policy:
+    if fingerprint:
         fields["policy"] = fingerprint
 
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
     slug = f"ratio{float(cfg['ratio']):g}"
     if seed_used:
         slug += f"_seed{int(cfg['seed'])}"
-    if policy:
+    if fingerprint:
         slug += "_policy"
     rft_name = str(fields.get("rft", {}).get("name", "none"))
     if rft_name != "none":

@@ -73,8 +73,8 @@ def find_packaged_gguf(model_cfg: Mapping[str, Any], work_dir: str | os.PathLike
                     with open(part, "rb") as f:
                         shutil.copyfileobj(f, out, 1 << 24)
     expected = model_cfg.get("sha256")
-    if expected and file_sha256(gguf) != expected:
-        raise ModelUnavailableError(f"{gguf} has sha256 {file_sha256(gguf)}, not {expected}: "
+    if expected and (actual := file_sha256(gguf)) != expected:
+        raise ModelUnavailableError(f"{gguf} has sha256 {actual}, not {expected}: "
                                     f"a damaged or different download; delete it and rerun `{setup}`")
     return gguf
 

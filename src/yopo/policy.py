@@ -103,14 +103,15 @@ def save_policy(policy: nn.Module, folder: str | Path, metadata: dict[str, Any])
         save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta, default=str)})
 
 
-def _weights_file(path: str | Path) -> Path:
+def weights_file(path: str | Path) -> Path:
+    """The policy file a run folder (or the file itself) names."""
     path = Path(path)
     return path if path.suffix == ".safetensors" else path / POLICY_WEIGHTS
 
 
 def read_policy_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata of a saved policy (a run folder or its policy.safetensors), header only."""
-    weights = _weights_file(path)
+    weights = weights_file(path)
     if not weights.is_file():
         raise PolicyError(f"policy file {weights} does not exist; pass policy=<run folder of a "
                           "prunenet or prunenet_reference run> or omit policy= to train one")
@@ -129,7 +130,7 @@ def load_policy(path: str | Path, kind: type[nn.Module], **shape: int
                 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load a saved policy of class `kind` for a model of the given shape (RowPolicy:
     hidden_size; FullMatrixPolicy: hidden_size and ffn_width)."""
-    weights = _weights_file(path)
+    weights = weights_file(path)
     meta = read_policy_metadata(weights)
     if meta.get("kind") != kind.kind:
         raise PolicyError(f"policy at {weights} is a {meta.get('kind')!r} policy, not the "
