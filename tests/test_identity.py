@@ -61,3 +61,18 @@ def test_other_data_is_another_run(monkeypatch):
     before = run_id()
     monkeypatch.setitem(data.CHECKSUMS, "wikitext2/wiki.test.raw", "0" * 64)
     assert run_id() != before
+
+
+def test_generation_options_identify_only_self_generated_calibration():
+    # local calibration text does not read the sampling settings: same run
+    assert run_id("method=activation", "method.generation_temperature=0.7") == \
+        run_id("method=activation")
+    local = identify(compose(["model=tiny_llama", "method=activation"]))
+    assert "method.generation_seed" in local.not_used
+    # self-generated text is written with them: another run, and another than local text
+    assert run_id("method=activation_self", "method.generation_temperature=0.7") != \
+        run_id("method=activation_self")
+    assert run_id("method=activation_self", "method.generation_seed=1") != \
+        run_id("method=activation_self")
+    assert run_id("method=activation_self") != run_id("method=activation",
+                                                      "method.name=activation_self")

@@ -12,8 +12,9 @@ content hash of a reused policy, the calibration slice size and the data checksu
 not: where things lie (paths, data.dir, transfer.runs_dir), logging, the launcher, the device
 and device map, `skip_existing`, `save_model`. Options that cannot change this run's result are
 left out and recorded as not used: the seed of a deterministic method, the policy-training
-options when a policy is reused, and options a method marks as runtime-only (batching,
-worker counts).
+options when a policy is reused, options a method marks as runtime-only (batching,
+worker counts), and options the method's configuration does not read (`options_not_applying`:
+text-generation settings when the calibration text is not self-generated).
 """
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def identify(cfg: DictConfig | Mapping[str, Any]) -> RunIdentity:
 
     cls = method_class(cfg["method"])
     method = dict(_container(cfg["method"]))
-    not_used = [f"method.{key}" for key in cls.runtime_options if key in method]
+    not_used = [f"method.{key}" for key in (*cls.runtime_options, *cls.options_not_applying(method))
+                if key in method]
     try:
         policy = reused_policy(cfg)
         fingerprint = policy_fingerprint(policy) if policy else None

@@ -22,6 +22,7 @@ from .identity import RunIdentity, identify, reused_policy
 from .io import atomic_dir, write_json
 from .methods import build_method
 from .methods.base import NeuronSelectionMethod, PruneContext, check_ratio
+from .methods.calibration import WEIGHTS_ONLY
 from .eval.throughput import ideal_speedup
 from .models import count_parameters, load_model
 from .sliced_mlp import apply_fuse_option, check_fuse_option
@@ -130,7 +131,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         ratio=ratio, seed=int(cfg.seed), round_to=int(cfg.round_to), device=device,
         run_dir=run_dir, model_name=cfg.model.name, tokenizer=tokenizer,
         data_dir=Path(cfg.data.dir), calibration_tokens=int(cfg.data.calibration_tokens),
-        policy=policy)
+        policy=policy, cache_dir=Path(cfg.paths.cache_dir))
     report = method.prune(model, adapter, ctx)
     prune_seconds = time.perf_counter() - prune_started
     params_pruned = count_parameters(model)
@@ -160,6 +161,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "params_dense": params_dense, "params_pruned": params_pruned,
         "params_removed_fraction": 1.0 - params_pruned / params_dense,
         "compression_seconds": prune_seconds,
+        "data_regime": report.pop("data_regime", WEIGHTS_ONLY),
         **report,
         **evaluation,
         "before_rft": before_rft, "rft": rft_report,

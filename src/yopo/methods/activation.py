@@ -19,7 +19,7 @@ from torch import nn
 
 from ..adapters import FFNAdapter
 from .base import NeuronSelectionMethod
-from .calibration import Calibration
+from .calibration import Calibration, generation_options_not_applying
 
 
 def ffn_input_square_sums(model: nn.Module, adapter: FFNAdapter, batches: torch.Tensor,
@@ -56,14 +56,18 @@ def activation_scores(model: nn.Module, adapter: FFNAdapter, batches: torch.Tens
 
 class ActivationNeurons(NeuronSelectionMethod):
     uses_seed = False  # deterministic: no random draw depends on the run's seed
+    options_not_applying = staticmethod(generation_options_not_applying)
 
     def __init__(self, name: str = "activation", *, calibration_source: str = "local",
-                 calibration_tokens: int = 32768, calibration_seq_len: int = 2048):
+                 calibration_tokens: int = 32768, calibration_seq_len: int = 2048,
+                 generation_temperature: float = 1.0, generation_seed: int = 0):
         super().__init__(name)
         self.calibration = Calibration(calibration_source, int(calibration_tokens),
-                                       int(calibration_seq_len))
+                                       int(calibration_seq_len), float(generation_temperature),
+                                       int(generation_seed))
 
     def keep_indices(self, model, adapter, k, ctx):
-        scores = activation_scores(model, adapter, self.calibration.batches(ctx), ctx.device)
+        batches = self.calibration.batches(ctx, model)
+        scores = activation_scores(model, adapter, batches, ctx.device)
         keep = scores.topk(k, dim=-1).indices.cpu()
         return [idx.sort().values for idx in keep], self.calibration.report()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -50,6 +50,7 @@ class PruneContext:
     data_dir: Path | None = None
     calibration_tokens: int = 0
     policy: Path | None = None  # a saved policy to reuse instead of training (policy=, transfer=)
+    cache_dir: Path | None = None  # where a method may cache what it derives from the model alone
 
     def calibration_ids(self) -> torch.Tensor:
         """The held-out calibration slice of the local WikiText-2 text, LongTensor [n]; never
@@ -66,13 +67,19 @@ class PruningMethod:
     What a run's identity (yopo.identity) leaves out for a method: `uses_seed = False` for a
     deterministic method (its runs at other seeds are the same run), `training_options` when a
     saved policy is reused instead of trained, and `runtime_options` that change speed or
-    memory only.
+    memory only, and `options_not_applying(options)`: the options that this configuration
+    of the method does not read (the text-generation options when the calibration text is not
+    self-generated).
     """
 
     uses_seed = True
     takes_policy = False  # True: the method reuses a saved policy given as PruneContext.policy
     training_options: tuple[str, ...] = ()
     runtime_options: tuple[str, ...] = ()
+
+    @staticmethod
+    def options_not_applying(options: Mapping[str, Any]) -> tuple[str, ...]:
+        return ()
 
     def __init__(self, name: str):
         self.name = name

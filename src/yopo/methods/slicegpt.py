@@ -38,7 +38,7 @@ from torch import nn
 from ..adapters import FFNAdapter
 from ..adapters.base import ResidualBranch, ResidualLayout
 from .base import PruneContext, PruningMethod, kept_width
-from .calibration import Calibration
+from .calibration import Calibration, generation_options_not_applying
 from .modeling_yopo_sliced import SlicedForCausalLM, install_norm, set_parameter
 
 
@@ -259,21 +259,24 @@ def slice_stream(model: nn.Module, layout: ResidualLayout, width: int, head_widt
 
 class SliceGPT(PruningMethod):
     uses_seed = False  # deterministic: no random draw depends on the run's seed
+    options_not_applying = staticmethod(generation_options_not_applying)
 
     def __init__(self, name: str = "slicegpt", *, slice_head: bool = False,
                  calibration_source: str = "local", calibration_tokens: int = 32768,
-                 calibration_seq_len: int = 2048):
+                 calibration_seq_len: int = 2048, generation_temperature: float = 1.0,
+                 generation_seed: int = 0):
         super().__init__(name)
         self.slice_head = bool(slice_head)
         self.calibration = Calibration(calibration_source, int(calibration_tokens),
-                                       int(calibration_seq_len))
+                                       int(calibration_seq_len), float(generation_temperature),
+                                       int(generation_seed))
 
     def prune(self, model: nn.Module, adapter: FFNAdapter, ctx: PruneContext) -> dict[str, Any]:
         layout = adapter.residual_layout(model)  # fails early on unsupported architectures
         dense_dim = adapter.hidden_size(model)
         width = kept_width(dense_dim, ctx.ratio, ctx.round_to)
         head_width = width if self.slice_head else dense_dim
-        batches = self.calibration.batches(ctx)
+        batches = self.calibration.batches(ctx, model)  # before anything changes the model
         untied = untie_head(model, layout)
         fold_norms(model, layout, dense_dim)
         energy = rotate_and_slice(model, adapter, layout, batches, width, head_width, ctx.device)
