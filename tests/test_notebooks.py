@@ -60,7 +60,8 @@ def test_notebook_form(source):
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     # results come only through yopo.results: no reading of run files here
     assert set(re.findall(r"^(?:from|import) yopo.*$", code, re.M)) <= {
-        "from yopo import paper, results", "from yopo.spectra import ecdf_figure",
+        "from yopo import paper, results", "from yopo import results",
+        "from yopo.spectra import ecdf_figure",
         "from yopo.config import experiment_grid"}
     assert not re.search(r"metrics\.json|json\.load|open\(|load_file|safe_open", code)
 
@@ -219,6 +220,29 @@ def test_08_recovery_table(tmp_path):
     assert got.loc["prunenet", "paper avg with RFT"] == paper.recovery_avg("llama2_7b", 0.3, True)
     assert pd.isna(got.loc["random", "paper avg with RFT"])
     assert (tmp_path / "f" / "08_recovery.png").stat().st_size > 0
+
+
+def test_09_data_regimes_table_and_figure(tmp_path):
+    """Synthetic records of the three regimes on two models (real ones need eval=subset)."""
+    runs_dir = tmp_path / "runs"
+    for model, factor in (("m1", 1.0), ("m2", 3.0)):
+        for method, ppl, extra in (("activation", 20.0, {"calibration_source": "local"}),
+                                   ("activation_self", 22.0, {"calibration_source": "self",
+                                                              "data_regime": "self-generated text"}),
+                                   ("random", 80.0, {})):
+            folder = runs_dir / model / method / "r0.2"
+            folder.mkdir(parents=True)
+            record = {**eval_record(method, 0.2), "model": model, "ppl_wikitext2": factor * ppl,
+                      **extra}
+            (folder / results.METRICS_FILE).write_text(json.dumps(record))
+    execute("09", runs_dir, tmp_path / "t", tmp_path / "f", tmp_path)
+    got = pd.read_csv(tmp_path / "t" / "09_data_regimes.csv")
+    assert list(zip(got["model"], got["method"], got["data regime"])) == [
+        (m, method, regime) for m in ("m1", "m2") for method, regime in (
+            ("random", "weights only"), ("activation_self", "self-generated text"),
+            ("activation", "calibration text"))]
+    assert list(got["ppl / activation"]) == pytest.approx([4.0, 1.1, 1.0] * 2)
+    assert (tmp_path / "f" / "09_data_regimes.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)

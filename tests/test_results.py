@@ -292,3 +292,28 @@ def test_write_table_writes_csv_and_markdown(tmp_path):
         results.write_table(pd.DataFrame(columns=["ratio"]), tmp_path / "t", "empty")
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [
         "empty.csv", "empty.md", "x.csv", "x.md"]
+
+
+def test_regime_table_sets_each_method_beside_the_reference():
+    def row(method, ppl, scale, i, **extra):
+        record = {**eval_record(method, 0.2, seed=i, scale=scale), "ppl_wikitext2": ppl,
+                  "params_pruned": 2_000_000, **extra}
+        return results.run_row(record, f"/r{i}", None)
+
+    runs = results.frame([
+        row("activation", 20.0, 1.0, 0, calibration_source="local"),
+        row("activation_self", 24.0, 0.9, 1, data_regime="self-generated text",
+            calibration_source="self"),
+        row("random", 50.0, 0.8, 2), row("random", 70.0, 0.6, 3),
+        row("random", 10.0, 1.0, 4, rft={"setting": "lora"})])  # RFT runs: not in this table
+    assert list(runs["data_regime"]) == ["calibration text", "self-generated text",
+                                         "weights only", "weights only", "weights only"]
+    table = results.regime_table(runs).set_index("method")
+    assert list(table.index) == ["random", "activation_self", "activation"]  # by regime
+    assert table.loc["random", "n"] == 2 and table.loc["random", "ppl"] == 60.0
+    assert table.loc["random", "ppl / activation"] == pytest.approx(60.0 / 20.0)
+    assert table.loc["activation_self", "ppl / activation"] == pytest.approx(1.2)
+    # averages in percent: 0.52 * scale, against the reference's 52
+    assert table.loc["random", "avg"] == pytest.approx(100 * 0.52 * 0.7)
+    assert table.loc["activation_self", "avg - activation"] == pytest.approx(-5.2)
+    assert table.loc["activation", "params M"] == 2.0 and table.loc["random", "dense ppl"] == 10.0

@@ -24,6 +24,7 @@ from . import paper
 from .config import CONF_DIR, REPO_ROOT, register_resolvers
 from .errors import YopoError
 from .io import atomic_file
+from .methods.calibration import data_regime
 
 METRICS_FILE = "metrics.json"
 WANDB_SUBDIR = "wandb"  # the wandb folder inside a run folder (yopo.tracking writes it)
@@ -38,7 +39,7 @@ RECORD_COLUMNS = (
     "params_dense", "params_pruned", "params_removed_fraction", "ffn_width_dense",
     "ffn_width_pruned", "policy_source", "policy_train_ratio", "compression_seconds",
     "policy_train_seconds", "eval_seconds", "total_seconds", "ks_mean_dense_vs_pruned",
-    "ppl_wikitext2", "peak_memory_bytes", "device", "git_commit")
+    "ppl_wikitext2", "peak_memory_bytes", "device", "git_commit", "calibration_source")
 
 
 def _zeroshot_columns(prefix: str) -> list[str]:
@@ -46,13 +47,13 @@ def _zeroshot_columns(prefix: str) -> list[str]:
     return cols + [f"{prefix}avg", f"{prefix}avg_stderr"]
 
 
-COLUMNS = (list(RECORD_COLUMNS) + ["policy_transferred", "rft", "rft_seconds"]
+COLUMNS = (list(RECORD_COLUMNS) + ["data_regime", "policy_transferred", "rft", "rft_seconds"]
            + _zeroshot_columns("zs_")
            + ["dense_ppl_wikitext2"] + _zeroshot_columns("dense_zs_")
            + ["before_rft_ppl_wikitext2"] + _zeroshot_columns("before_rft_zs_")
            + ["eval_limit", "speedup", "ideal_speedup", "run_dir", "wandb_id"])
 STRING_COLUMNS = {"run_id", "model", "method", "ratio_semantics", "policy_source", "rft", "device",
-                  "git_commit", "run_dir", "wandb_id",
+                  "git_commit", "run_dir", "wandb_id", "calibration_source", "data_regime",
                   *(c for c in COLUMNS if c.endswith("_metric"))}
 INT_COLUMNS = {"seed", "params_dense", "params_pruned", "ffn_width_dense", "ffn_width_pruned",
                "eval_limit"}  # nullable integers (eval_limit stays float if a fraction)
@@ -136,6 +137,9 @@ def run_row(record: Mapping[str, Any], run_dir: str | None, wandb_id: str | None
     """The DataFrame row of one run record; every key of the record is optional."""
     row = {key: _scalar(record.get(key)) for key in RECORD_COLUMNS}
     row["policy_transferred"] = row["policy_source"] not in (None, "trained")
+    # runs made before the regime was recorded: their calibration source says it
+    row["data_regime"] = _scalar(record.get("data_regime")) or data_regime(
+        row["calibration_source"])
     rft = record.get("rft") if isinstance(record.get("rft"), Mapping) else {}
     row["rft"] = _scalar(rft.get("setting"))  # None: no recovery fine-tuning
     row["rft_seconds"] = _scalar(rft.get("seconds"))
@@ -404,6 +408,48 @@ def recovery_table(runs: pd.DataFrame) -> pd.DataFrame:
                      if on_paper else None})
     table = pd.DataFrame(rows, columns=columns)
     return table.astype({c: "Int64" if c == "n" else float for c in columns[4:]})
+
+
+REGIME_ORDER = ("weights only", "self-generated text", "calibration text")
+
+
+def regime_table(runs: pd.DataFrame, models: Iterable[str] | None = None,
+                 reference: str = "activation") -> pd.DataFrame:
+    """The data regimes side by side: one row per model, evaluation subset, ratio and method
+    (mean over seeds), with its data regime, WikiText-2 perplexity and five-task average
+    (percent), each also against the `reference` method's run at the same model, subset and
+    ratio (`ppl / <reference>`, `avg - <reference>`), and the dense model's. Rows are sorted
+    by regime, then perplexity. Runs with recovery fine-tuning or a transferred policy are left
+    out (their own notebooks show them)."""
+    columns = ["model", "eval_sets", "ratio", "method", "data regime", "n", "ppl",
+               f"ppl / {reference}", "avg", f"avg - {reference}", "params M", "dense ppl",
+               "dense avg"]
+    runs = runs[runs["rft"].isna() & ~runs["policy_transferred"] & runs["ppl_wikitext2"].notna()]
+    if models is not None:
+        runs = runs[runs["model"].isin(list(models))]
+    runs = runs.assign(eval_sets=eval_sets(runs), ratio=runs["ratio_target"].round(6))
+    rows = []
+    for (model, subset, ratio), at in runs.groupby(["model", "eval_sets", "ratio"], sort=True):
+        ref = at[at["method"] == reference]
+        ref_ppl = ref["ppl_wikitext2"].mean() if len(ref) else float("nan")
+        ref_avg = 100 * ref["zs_avg"].mean() if len(ref) else float("nan")
+        block = []
+        for method, group in at.groupby("method", sort=True):
+            ppl, avg = group["ppl_wikitext2"].mean(), 100 * group["zs_avg"].mean()
+            regime = group["data_regime"].iloc[0]
+            block.append({"model": model, "eval_sets": subset, "ratio": ratio, "method": method,
+                          "data regime": regime, "n": len(group), "ppl": ppl,
+                          f"ppl / {reference}": ppl / ref_ppl, "avg": avg,
+                          f"avg - {reference}": avg - ref_avg,
+                          "params M": group["params_pruned"].mean() / 1e6,
+                          "dense ppl": group["dense_ppl_wikitext2"].mean(),
+                          "dense avg": 100 * group["dense_zs_avg"].mean()})
+        order = {r: i for i, r in enumerate(REGIME_ORDER)}
+        rows += sorted(block, key=lambda r: (order.get(r["data regime"], len(order)), r["ppl"]))
+    table = pd.DataFrame(rows, columns=columns)
+    for col in columns[6:]:  # pd.NA (a nullable column's missing value) -> NaN
+        table[col] = table[col].astype(object).where(table[col].notna(), float("nan"))
+    return table.astype({c: "Int64" if c == "n" else float for c in columns[5:]})
 
 
 def speedup_columns(runs: pd.DataFrame) -> list[tuple[str, str | None]]:
