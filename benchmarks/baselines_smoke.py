@@ -21,7 +21,7 @@ from pathlib import Path
 
 from yopo.adapters import get_adapter
 from yopo.config import compose
-from yopo.data import split_calibration, wikitext2_token_ids
+from yopo.data.wikitext import split_calibration, wikitext2_token_ids
 from yopo.eval.perplexity import chunk_ids, chunked_perplexity
 from yopo.methods import build_method
 from yopo.methods.base import PruneContext

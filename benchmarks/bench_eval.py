@@ -20,9 +20,10 @@ import time
 import torch
 
 from yopo.config import compose
-from yopo.eval.zeroshot import PAPER_METRICS, evaluate_zeroshot, run_lm_eval
+from yopo.eval.zeroshot import evaluate_zeroshot, run_lm_eval
+from yopo.paper import TASK_METRICS
 from yopo.models import load_model
-from yopo.tasks import local_data
+from yopo.eval.tasks import local_data
 
 
 class ForwardTimer:
@@ -46,7 +47,7 @@ class ForwardTimer:
 def full_request_counts(data_dir) -> dict[str, int]:
     """Loglikelihood requests of each full task: one per answer choice."""
     counts = {}
-    for task in PAPER_METRICS:
+    for task in TASK_METRICS:
         split = next(iter(getattr(local_data, task)(data_dir).values()))
         if task == "hellaswag":
             counts[task] = sum(len(e) for e in split["endings"])
@@ -71,7 +72,7 @@ def subset_study(model, tokenizer, data_dir, limit, configs):
     projected = {config: 0.0 for config in configs}
     print(f"{'task':14s} {'setting':14s} {'requests':>8s} {'req/s':>7s} {'req/cpu-s':>9s} "
           f"{'score':>6s} {'max|dLL|':>9s} {'changed':>7s}")
-    for task, metric in PAPER_METRICS.items():
+    for task, metric in TASK_METRICS.items():
         reference = None
         for config in configs:
             dtype, batch = config.split(":")

@@ -7,7 +7,7 @@ Models, all in one process and timed interleaved (dense, pruned, ..., dense, ...
 and the median of repeats by yopo.eval.throughput.measure_throughput: the dense model; FFN
 ratio 0.3 with the kept width rounded to each --round-to (1 keeps 1075 of SmolLM2's 1536,
 64 or 128 keep 1024); each of those again with gate and up fused into one [2k, d] product
-(yopo.sliced_mlp). Which neurons are kept does not matter for speed: a random set.
+(yopo.modeling.fused_mlp). Which neurons are kept does not matter for speed: a random set.
 
 Ideal speedup = 1 / (1 - r f): r = the achieved FFN ratio, f = the FFN share of the per-token
 cost of all nn.Linear layers (LM head included), by FLOPs for prefill and by weight bytes for
@@ -32,7 +32,7 @@ from yopo.config import compose
 from yopo.eval.throughput import ideal_speedup, measure_throughput
 from yopo.methods.base import kept_width
 from yopo.models import load_model
-from yopo.sliced_mlp import fuse_gate_up
+from yopo.modeling.fused_mlp import fuse_gate_up
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -33,9 +33,9 @@ import torch._dynamo  # noqa: F401  imported by the first optimizer step (3-8 s 
 from yopo.adapters import get_adapter
 from yopo.config import compose
 from yopo.methods.base import PruneContext, kept_width
-from yopo.methods.prunenet import PruneNet
+from yopo.methods.prunenet.method import PruneNet
 from yopo.models import load_model
-from yopo.spectrum import single_threaded_torch
+from yopo.methods.prunenet.spectrum import single_threaded_torch
 
 LLAMA7B = dict(layers=32, rows=11008, cols=4096)
 

@@ -43,9 +43,9 @@ from yopo.config import REPO_ROOT
 from yopo.eval.throughput import ideal_speedup, measure_throughput
 from yopo.io import atomic_file, write_json
 from yopo.methods.base import PruneContext, kept_width
-from yopo.methods.prunenet import PruneNet
-from yopo.methods.prunenet_reference import PruneNetReference
-from yopo.sliced_mlp import fuse_gate_up
+from yopo.methods.prunenet.method import PruneNet
+from yopo.methods.prunenet.reference import PruneNetReference
+from yopo.modeling.fused_mlp import fuse_gate_up
 
 STEPS = ("cuda_tests", "policy", "reference", "throughput", "end_to_end")
 

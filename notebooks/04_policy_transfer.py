@@ -42,7 +42,7 @@ tables_dir = None   # None: results/tables under the repository root
 figures_dir = None  # None: results/figures under the repository root
 
 # %%
-from yopo import paper, results
+from yopo import results
 
 runs = results.load_runs(source, runs_dir=runs_dir, project=project)
 tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)

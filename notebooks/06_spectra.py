@@ -42,7 +42,7 @@ layers = None       # layers whose ECDFs are drawn; None: first, middle and last
 ratio = None        # the ratio whose methods are compared in the ECDFs; None: the largest
 
 # %%
-from yopo import paper, results
+from yopo import results
 
 runs = results.load_runs(source, runs_dir=runs_dir, project=project)
 tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)

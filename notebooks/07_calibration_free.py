@@ -61,7 +61,7 @@ from yopo import paper, results
 
 runs = results.load_runs(source, runs_dir=runs_dir, project=project)
 tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
-issue8_dir = Path(issue8_dir) if issue8_dir else results.REPO_ROOT / "results" / "issue8"
+issue8_dir = Path(issue8_dir) if issue8_dir else results.DEFAULT_TABLES_DIR.parent / "issue8"
 loaded = results.describe_source(runs, source, runs_dir, project)
 print(loaded)
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from yopo.adapters import get_adapter
 from yopo.config import compose
-from yopo.data import split_calibration, wikitext2_token_ids
+from yopo.data.wikitext import split_calibration, wikitext2_token_ids
 from yopo.models import load_model
 
 torch.set_num_threads(1)  # the machine is shared: one thread, run niced

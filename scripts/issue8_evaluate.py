@@ -29,7 +29,7 @@ from issue8_common import CFG, SEQLEN, load  # noqa: E402
 import torch  # noqa: E402
 
 from yopo.config import compose  # noqa: E402
-from yopo.data import split_calibration, wikitext2_token_ids  # noqa: E402
+from yopo.data.wikitext import split_calibration, wikitext2_token_ids  # noqa: E402
 from yopo.eval.perplexity import chunk_ids, chunked_perplexity  # noqa: E402
 from yopo.methods import build_method  # noqa: E402
 from yopo.methods.base import PruneContext  # noqa: E402

@@ -22,7 +22,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from yopo.config import compose
-from yopo.data import split_calibration, wikitext2_token_ids
+from yopo.data.wikitext import split_calibration, wikitext2_token_ids
 
 
 def recompute(run_dir: Path, data_dir: str, device: str = "cpu",

@@ -14,11 +14,12 @@ from transformers import AutoModelForCausalLM
 from conftest import load_tiny, logits
 from yopo.adapters import get_adapter
 from yopo.config import compose
-from yopo.data import DataError, split_calibration, wikitext2_token_ids
+from yopo.data import DataError
+from yopo.data.wikitext import split_calibration, wikitext2_token_ids
 from yopo.errors import ConfigError
 from yopo.methods.activation import ActivationNeurons, activation_scores
 from yopo.methods.base import PruneContext, kept_width
-from yopo.methods.calibration import Calibration
+from yopo.data.calibration import Calibration
 from yopo.methods.magnitude import MagnitudeNeurons
 from yopo.methods.random import RandomNeurons
 from yopo.methods.slicegpt import SliceGPT

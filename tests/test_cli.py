@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import AutoModelForCausalLM
 
 from yopo.config import REPO_ROOT
@@ -89,7 +88,7 @@ def test_unknown_model_lists_the_known_ones(tmp_path):
 
 
 def test_policy_for_another_hidden_size_fails_clearly(tmp_path):
-    from yopo.policy import RowPolicy, save_policy
+    from yopo.methods.prunenet.policy import RowPolicy, save_policy
 
     save_policy(RowPolicy(32, 8), tmp_path / "policy_src", {"model": "other"})
     done = run(FAST + [f"policy={tmp_path / 'policy_src'}"], tmp_path / "runs")
@@ -99,7 +98,7 @@ def test_policy_for_another_hidden_size_fails_clearly(tmp_path):
 
 
 def test_corrupt_policy_fails_clearly(tmp_path):
-    from yopo.policy import RowPolicy, save_policy
+    from yopo.methods.prunenet.policy import RowPolicy, save_policy
 
     save_policy(RowPolicy(64, 8), tmp_path / "policy_src", {"model": "tiny"})
     (tmp_path / "policy_src" / "policy.safetensors").write_bytes(b"\x00" * 20)

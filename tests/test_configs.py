@@ -7,7 +7,7 @@ from hydra.utils import get_class
 from yopo.config import CONF_DIR, compose, experiment_grid
 from yopo.errors import ConfigError
 from yopo.identity import reused_policy
-from yopo.policy import RowPolicy, save_policy
+from yopo.methods.prunenet.policy import RowPolicy, save_policy
 
 
 def options(group: str):

@@ -6,10 +6,10 @@ import torch
 from conftest import load_tiny, logits
 from yopo.adapters import get_adapter
 from yopo.methods.base import PruneContext
-from yopo.methods.prunenet import PruneNet
-from yopo.methods.prunenet_reference import PruneNetReference
-from yopo.sliced_mlp import fuse_gate_up
-from yopo.spectrum import symmetric_eigenvalues
+from yopo.methods.prunenet.method import PruneNet
+from yopo.methods.prunenet.reference import PruneNetReference
+from yopo.modeling.fused_mlp import fuse_gate_up
+from yopo.methods.prunenet.spectrum import symmetric_eigenvalues
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")]

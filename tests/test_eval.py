@@ -11,11 +11,13 @@ import torch.nn.functional as F
 
 from yopo.adapters import get_adapter
 from yopo.config import compose
-from yopo.data import DataError, split_calibration, wikitext2_token_ids
+from yopo.data import DataError
+from yopo.data.wikitext import split_calibration, wikitext2_token_ids
 from yopo.eval import dense_cache_path
 from yopo.eval.perplexity import wikitext2_perplexity
 from yopo.eval.throughput import compare_throughput
-from yopo.eval.zeroshot import PAPER_METRICS, evaluate_zeroshot
+from yopo.eval.zeroshot import evaluate_zeroshot
+from yopo.paper import TASK_METRICS
 from yopo.pipeline import run
 
 from conftest import load_tiny
@@ -32,24 +34,24 @@ def data_dir():
 
 
 def test_metric_map_is_the_papers():
-    assert PAPER_METRICS == {"piqa": "acc_norm", "winogrande": "acc", "hellaswag": "acc_norm",
+    assert TASK_METRICS == {"piqa": "acc_norm", "winogrande": "acc", "hellaswag": "acc_norm",
                              "arc_easy": "acc_norm", "arc_challenge": "acc_norm"}
 
 
 def test_random_model_scores_near_chance_offline(tiny_llama, data_dir):
     model, tokenizer = tiny_llama
     limit = 24
-    scores = evaluate_zeroshot(model, tokenizer, list(PAPER_METRICS), data_dir=data_dir,
+    scores = evaluate_zeroshot(model, tokenizer, list(TASK_METRICS), data_dir=data_dir,
                                limit=limit, batch_size=8)
     chance = {"piqa": 0.5, "winogrande": 0.5, "hellaswag": 0.25, "arc_easy": 0.25,
               "arc_challenge": 0.25}  # ARC: mostly 4 choices
-    for task, metric in PAPER_METRICS.items():
+    for task, metric in TASK_METRICS.items():
         entry = scores[task]
         assert entry["metric"] == metric and entry["n"] == limit
         assert 0.0 < entry["stderr"] < 0.2
         assert abs(entry["value"] - chance[task]) < 0.35  # ~3.5 standard errors at n=24
     assert abs(scores["avg"] - sum(chance.values()) / 5) < 0.2
-    assert scores["avg"] == pytest.approx(sum(scores[t]["value"] for t in PAPER_METRICS) / 5)
+    assert scores["avg"] == pytest.approx(sum(scores[t]["value"] for t in TASK_METRICS) / 5)
     assert scores["limit"] == limit
 
 
@@ -140,7 +142,7 @@ def test_pipeline_records_pruned_and_cached_dense_metrics(tmp_path):
     assert second["dense"]["cached"] == str(cache)  # the sweep's second ratio reuses it
     assert second["dense"]["zeroshot"] == first["dense"]["zeroshot"]
     recorded = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert recorded["zeroshot"]["limit"] == 4 and set(PAPER_METRICS) & set(
+    assert recorded["zeroshot"]["limit"] == 4 and set(TASK_METRICS) & set(
         recorded["zeroshot"]) == {"piqa", "winogrande"}
     assert recorded["ppl_wikitext2"] > 1 and recorded["dense"]["ppl_wikitext2"] > 1
     assert recorded["throughput"]["settings"][0]["speedup"]["prefill"] > 0

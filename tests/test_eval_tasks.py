@@ -4,8 +4,9 @@ import collections
 import pytest
 
 from yopo.config import compose
-from yopo.eval.zeroshot import LOCAL_PREFIX, PAPER_METRICS, _task_manager
-from yopo.tasks.local_data import split_hellaswag_context
+from yopo.eval.zeroshot import LOCAL_PREFIX, _task_manager
+from yopo.paper import TASK_METRICS
+from yopo.eval.tasks.local_data import split_hellaswag_context
 
 # official sizes (data README) and choices per question
 OFFICIAL = {"piqa": (1838, {2}), "winogrande": (1267, {2}), "hellaswag": (10042, {4}),
@@ -16,7 +17,7 @@ OFFICIAL = {"piqa": (1838, {2}), "winogrande": (1267, {2}), "hellaswag": (10042,
 def tasks():
     """{paper task name: lm-eval Task} built through our YAMLs from the configured data dir."""
     with _task_manager("local", compose([]).data.dir) as manager:
-        built = manager.load([LOCAL_PREFIX + t for t in PAPER_METRICS])["tasks"]
+        built = manager.load([LOCAL_PREFIX + t for t in TASK_METRICS])["tasks"]
     return {name[len(LOCAL_PREFIX):]: task for name, task in built.items()}
 
 

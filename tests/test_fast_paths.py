@@ -5,8 +5,8 @@ import torch
 
 from yopo.errors import ConfigError
 from yopo.methods.base import PruneContext
-from yopo.methods.prunenet import PruneNet
-from yopo.spectrum import RowSubsetKS, ks_statistic, symmetric_eigenvalues
+from yopo.methods.prunenet.method import PruneNet
+from yopo.methods.prunenet.spectrum import RowSubsetKS, ks_statistic, symmetric_eigenvalues
 
 
 def _layers(num=5, rows=96, cols=24, seed=0):
@@ -123,7 +123,7 @@ def test_fused_gate_up_gives_the_same_logits_and_saves_a_standard_checkpoint(
     from transformers import AutoModelForCausalLM
 
     from conftest import logits
-    from yopo.sliced_mlp import FusedGateUpMLP, fuse_gate_up, unfuse_gate_up
+    from yopo.modeling.fused_mlp import FusedGateUpMLP, fuse_gate_up, unfuse_gate_up
 
     model, adapter = _pruned_tiny_llama()
     before = logits(model, token_batch)
@@ -147,7 +147,7 @@ def test_fused_gate_up_gives_the_same_logits_and_saves_a_standard_checkpoint(
 
 def test_fusing_a_model_without_gated_mlps_is_a_config_error():
     from conftest import load_tiny
-    from yopo.sliced_mlp import fuse_gate_up
+    from yopo.modeling.fused_mlp import fuse_gate_up
 
     model, _ = load_tiny("tiny_phi")
     with pytest.raises(ConfigError, match="gated MLP"):
@@ -176,7 +176,7 @@ def test_fused_inference_is_on_by_default_and_changes_no_score(tmp_path):
 
 def test_fuse_option_auto_skips_ungated_models_and_true_requires_them(token_batch):
     from conftest import load_tiny, logits
-    from yopo.sliced_mlp import apply_fuse_option
+    from yopo.modeling.fused_mlp import apply_fuse_option
 
     phi, _ = load_tiny("tiny_phi")
     assert apply_fuse_option("auto", [phi, None]) == 0

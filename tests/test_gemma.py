@@ -12,8 +12,8 @@ from yopo.errors import ConfigError
 from yopo.methods.base import PruneContext, kept_width
 from yopo.methods.expected_activation import ExpectedActivation
 from yopo.methods.magnitude import MagnitudeNeurons, magnitude_scores
-from yopo.methods.prunenet import PruneNet
-from yopo.methods.prunenet_reference import PruneNetReference
+from yopo.methods.prunenet.method import PruneNet
+from yopo.methods.prunenet.reference import PruneNetReference
 from yopo.methods.random import RandomNeurons
 from yopo.methods.slicegpt import SliceGPT
 from yopo.models import count_parameters

@@ -4,7 +4,7 @@ import pytest
 from yopo import data
 from yopo.config import compose
 from yopo.identity import RUN_ID_LENGTH, identify
-from yopo.policy import RowPolicy, save_policy
+from yopo.methods.prunenet.policy import RowPolicy, save_policy
 
 
 def run_id(*overrides):

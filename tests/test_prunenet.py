@@ -9,9 +9,9 @@ from safetensors.torch import save_file
 
 from yopo.errors import ConfigError
 from yopo.methods.base import PruneContext
-from yopo.methods.prunenet import (PruneNet, depth_weights, discounted_returns, gumbel_topk,
+from yopo.methods.prunenet.method import (PruneNet, depth_weights, discounted_returns, gumbel_topk,
                                    plackett_luce_log_prob)
-from yopo.policy import (METADATA_KEY, POLICY_WEIGHTS, PolicyError, RowPolicy, load_policy,
+from yopo.methods.prunenet.policy import (METADATA_KEY, POLICY_WEIGHTS, PolicyError, RowPolicy, load_policy,
                          read_policy_metadata, save_policy)
 
 
@@ -134,7 +134,7 @@ def test_saving_a_policy_writes_one_file_atomically(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("yopo.policy.save_file", crash)
+    monkeypatch.setattr("yopo.methods.prunenet.policy.save_file", crash)
     with pytest.raises(OSError):
         save_policy(RowPolicy(64, 8), tmp_path / "new", {"model": "m"})
     assert list((tmp_path / "new").iterdir()) == []  # nothing half-written

@@ -11,9 +11,9 @@ from conftest import load_tiny
 from yopo.adapters import get_adapter
 from yopo.errors import ConfigError
 from yopo.methods.base import PruneContext
-from yopo.methods.prunenet_reference import (IDENTICAL_SPECTRA_REWARD, PruneNetReference,
+from yopo.methods.prunenet.reference import (IDENTICAL_SPECTRA_REWARD, PruneNetReference,
                                              inverse_ks_reward, layer_discounts)
-from yopo.policy import FullMatrixPolicy, PolicyError, RowPolicy, load_policy, save_policy
+from yopo.methods.prunenet.policy import FullMatrixPolicy, PolicyError, RowPolicy, load_policy, save_policy
 
 
 def tiny_llama():

@@ -8,9 +8,9 @@ from transformers import AutoModelForCausalLM
 
 from yopo.adapters import get_adapter
 from yopo.config import compose
-from yopo.data import split_calibration, wikitext2_token_ids
+from yopo.data.wikitext import split_calibration, wikitext2_token_ids
 from yopo.methods.base import PruneContext, kept_width
-from yopo.methods.prunenet import PruneNet
+from yopo.methods.prunenet.method import PruneNet
 from yopo.models import ModelUnavailableError, count_parameters, find_packaged_gguf, load_model
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def test_smollm2_prunes_saves_and_reloads(tmp_path):
 
 
 def test_smollm2_authors_algorithm_policy_size_and_seeded_masks():
-    from yopo.methods.prunenet_reference import PruneNetReference
+    from yopo.methods.prunenet.reference import PruneNetReference
 
     cfg = compose([])
     model, _ = load_model(cfg.model, f"{cfg.paths.cache_dir}/models")

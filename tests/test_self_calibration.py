@@ -10,7 +10,7 @@ from yopo.config import compose
 from yopo.errors import ConfigError
 from yopo.methods.activation import ActivationNeurons
 from yopo.methods.base import PruneContext
-from yopo.methods.calibration import Calibration, data_regime, sample_sequences
+from yopo.data.calibration import Calibration, data_regime, sample_sequences
 from yopo.models import byte_tokenizer
 from yopo.pipeline import run
 

@@ -4,7 +4,7 @@ import torch
 from scipy.stats import ks_2samp
 
 from yopo.errors import ConfigError
-from yopo.spectrum import ks_statistic, singular_values
+from yopo.methods.prunenet.spectrum import ks_statistic, singular_values
 
 
 @pytest.mark.parametrize("n,k,ties", [(50, 30, False), (576, 576, False), (40, 17, True)])

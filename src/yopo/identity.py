@@ -31,6 +31,7 @@ from .errors import ConfigError
 
 IDENTITY_VERSION = 1  # bump when what is hashed changes: every run gets a new folder
 RUN_ID_LENGTH = 12
+METRICS_FILE = "metrics.json"  # a run folder's record, written last: it marks the run complete
 # top-level keys that say where or how a run happens, not what it computes
 NOT_IDENTIFYING = ("hydra", "paths", "logger", "launcher", "device", "skip_existing",
                    "save_model", "transfer", "policy")
@@ -65,7 +66,7 @@ def policy_fingerprint(policy: Path) -> dict[str, str]:
     """The reused policy's weights by content (a retrained policy in the same folder is another
     policy); the resolved path where there is no file yet (the run then fails on it)."""
     from .io import file_sha256
-    from .policy import weights_file
+    from .methods.prunenet.policy import weights_file
 
     weights = weights_file(policy)
     if weights.is_file():
@@ -128,8 +129,7 @@ def run_folder(*, _root_: DictConfig) -> str:
 def find_trained_policy(folder: str | Path, train_ratio: float, seed: int) -> Path:
     """The one complete run under `folder` (<runs_dir>/<model>/<method>) that trained a policy
     at `train_ratio` with `seed`: what conf/transfer/from_<r>.yaml reuses."""
-    from .policy import POLICY_WEIGHTS, PolicyError, read_policy_metadata
-    from .results import METRICS_FILE
+    from .methods.prunenet.policy import POLICY_WEIGHTS, PolicyError, read_policy_metadata
 
     root = Path(str(folder))
     found = []

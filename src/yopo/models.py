@@ -19,6 +19,7 @@ import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel,
                           PreTrainedTokenizerBase)
 
+from .data import hub_offline
 from .errors import ConfigError, YopoError
 from .io import atomic_dir, atomic_file, file_sha256
 
@@ -120,8 +121,7 @@ def _from_pretrained(location: str, dtype: torch.dtype, device_map: Any, what: s
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, device_map=device_map)
     except OSError as err:  # hub errors (offline, gated, unknown id) subclass OSError
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        hint = ("HF_HUB_OFFLINE is set, so the hub is not contacted" if offline
+        hint = ("HF_HUB_OFFLINE is set, so the hub is not contacted" if hub_offline()
                 else "the Hugging Face hub is unreachable or the id is wrong/gated")
         raise ModelUnavailableError(
             f"cannot load {what} from '{location}': {hint}. Download it on a machine with hub "

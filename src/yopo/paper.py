@@ -8,7 +8,7 @@ Conventions of these constants:
   HellaSwag, ARC-easy and ARC-challenge, with the metrics of TASK_METRICS;
 - ratios are fractions; for PruneNet the fraction of FFN neurons removed per layer, for
   SliceGPT the fraction of the hidden (embedding) dimension sliced away, so equal ratios
-  remove different amounts of parameters (see RATIO_SEMANTICS);
+  remove different amounts of parameters (runs record `ratio_semantics`);
 - keys are our model config names (conf/model/<name>.yaml) and method names (conf/method/);
 - only the numbers transcribed below are here. Per-task accuracies were not transcribed:
   `zeroshot()` answers None for them rather than a guess, and None for every setting absent here.
@@ -20,11 +20,11 @@ CITATION = ('Sengupta et al., "You Only Prune Once: Designing Calibration-Free M
 
 #: The zero-shot tasks of the paper's tables, in its column order.
 TASKS = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
-#: The metric the paper reports per task (lm-eval names).
+#: The metric the paper reports per task (lm-eval names): length-normalised accuracy where
+#: answers differ in length, plain accuracy for WinoGrande (its choices are whole sentences that
+#: differ in one word). The order is the tables' column order.
 TASK_METRICS = {"piqa": "acc_norm", "winogrande": "acc", "hellaswag": "acc_norm",
                 "arc_easy": "acc_norm", "arc_challenge": "acc_norm"}
-RATIO_SEMANTICS = {"prunenet": "fraction of FFN neurons removed in every layer",
-                   "slicegpt": "fraction of the hidden dimension sliced away"}
 
 # (model, method, ratio) -> five-task zero-shot average in percent, without recovery
 # fine-tuning. The dense model is stored at ratio 0.0.

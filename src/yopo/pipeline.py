@@ -18,15 +18,14 @@ from . import rft
 from .eval import (check_eval, dense_scores, evaluate_run, format_eval, needs_dense_copy,
                    score_model)
 from .errors import ConfigError
-from .identity import RunIdentity, identify, reused_policy
+from .identity import METRICS_FILE, RunIdentity, identify, reused_policy
 from .io import atomic_dir, write_json
 from .methods import build_method
 from .methods.base import NeuronSelectionMethod, PruneContext, check_ratio
-from .methods.calibration import WEIGHTS_ONLY
+from .data.calibration import WEIGHTS_ONLY
 from .eval.throughput import ideal_speedup
 from .models import count_parameters, load_model
-from .sliced_mlp import apply_fuse_option, check_fuse_option
-from .results import METRICS_FILE
+from .modeling.fused_mlp import apply_fuse_option, check_fuse_option
 from .spectra import ffn1_spectra, save_spectra
 from .tracking import check_logger, log_run
 

@@ -9,7 +9,8 @@ model and its tokenizer, so it follows every pruning method.
 The text (`rft.text`):
   calibration  the held-out calibration slice of the local WikiText-2 test text
                (PruneContext.calibration_ids), never the part perplexity is measured on; offline.
-  hub          WikiText-2 train from the Hugging Face hub via `datasets`, as the paper trains.
+  hub          WikiText-2 train from the Hugging Face hub (yopo.data.wikitext, the one hub
+               loader), as the paper trains.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .adapters import FFNAdapter, get_adapter
-from .data import DataError
+from .data.wikitext import hub_wikitext2_train_ids
 from .errors import ConfigError
 from .methods.base import PruneContext
 
@@ -93,20 +94,6 @@ def target_module_names(model: nn.Module, adapter: FFNAdapter, targets) -> list[
 
 
 # ---- what it is trained on ----------------------------------------------------------------------
-def hub_wikitext2_train(hub_cfg: Mapping[str, Any]) -> str:
-    """WikiText-2 train rows joined with "\\n\\n" (as yopo.data joins the test text)."""
-    try:
-        import datasets
-        rows = datasets.load_dataset(hub_cfg["path"], hub_cfg["name"], split=hub_cfg["split"])
-    except (ImportError, OSError) as err:  # offline or unreachable hub: ConnectionError
-        raise DataError(
-            f"rft.text=hub cannot load {hub_cfg['path']}/{hub_cfg['name']} {hub_cfg['split']} "
-            f"from the Hugging Face hub ({type(err).__name__}: {str(err).splitlines()[0]}); use "
-            "rft.text=calibration (the local calibration slice) or run with network and "
-            "HF_HUB_OFFLINE / HF_DATASETS_OFFLINE unset") from err
-    return "\n\n".join(rows["text"])
-
-
 def training_ids(tokenizer, rft_cfg: Mapping[str, Any], ctx: PruneContext) -> torch.Tensor:
     """The token ids [N] of the configured text."""
     if rft_cfg["text"] == "calibration":
@@ -114,7 +101,9 @@ def training_ids(tokenizer, rft_cfg: Mapping[str, Any], ctx: PruneContext) -> to
             raise ConfigError("rft.text=calibration needs the data dir and "
                               "data.calibration_tokens > 0 (the held-out calibration slice)")
         return ctx.calibration_ids()
-    return tokenizer(hub_wikitext2_train(rft_cfg["hub"]), return_tensors="pt").input_ids[0]
+    return hub_wikitext2_train_ids(
+        tokenizer, "Use rft.text=calibration (the local calibration slice) or run with network "
+        "and HF_HUB_OFFLINE / HF_DATASETS_OFFLINE unset")
 
 
 def sample_windows(ids: torch.Tensor, seqlen: int, samples: int,

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import YopoError
 from .io import atomic_file
-from .spectrum import ks_statistic, singular_values
+from .methods.prunenet.spectrum import ks_statistic, singular_values
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,10 +40,6 @@ class Spectra:
     dense: torch.Tensor
     pruned: torch.Tensor
     ks: torch.Tensor
-
-    @property
-    def num_layers(self) -> int:
-        return self.dense.shape[0]
 
 
 def ffn1_spectra(model: nn.Module, adapter: FFNAdapter, layer_batch: int = 8) -> torch.Tensor:

@@ -30,7 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import CONF_DIR, register_resolvers
 from .errors import ConfigError
-from .results import METRICS_FILE, WANDB_SUBDIR, summary_from_record
+from .identity import METRICS_FILE
+from .results.schema import WANDB_SUBDIR, summary_from_record
 from .spectra import SPECTRA_FILE, Spectra, ecdf_figure, load_spectra
 
 log = logging.getLogger(__name__)

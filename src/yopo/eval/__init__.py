@@ -15,13 +15,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import data_file, wikitext2_text
+from ..data import data_file
+from ..data.wikitext import wikitext2_text
 from ..errors import YopoError
 from ..io import write_json
-from ..tasks.local_data import FILES
+from .tasks.local_data import FILES
 from .perplexity import wikitext2_perplexity
 from .throughput import compare_throughput
-from .zeroshot import PAPER_METRICS, check_options, evaluate_zeroshot
+from ..paper import TASK_METRICS
+from .zeroshot import check_options, evaluate_zeroshot
 
 DENSE_FILE = "dense_metrics.json"
 
@@ -137,7 +139,7 @@ def format_eval(metrics: dict[str, Any]) -> list[str]:
         lines.append("zero-shot " + ("(full sets)" if limit is None else
                      f"(first {limit} examples per task: a smoke test, not the paper's numbers)"))
         lines.append(f"  {'task':14s} {'metric':8s} {'dense':>15s} {'pruned':>15s}")
-        for task in [t for t in PAPER_METRICS if t in pruned_zs]:
+        for task in [t for t in TASK_METRICS if t in pruned_zs]:
             p, d = pruned_zs[task], (dense_zs or {}).get(task)
             lines.append(f"  {task:14s} {p['metric']:8s} {_score(d):>15s} {_score(p):>15s}")
         dense_avg = f"{dense_zs['avg']:.4f}" if dense_zs else "-"
@@ -166,5 +168,5 @@ def _score(entry: dict[str, Any] | None) -> str:
     return f"{entry['value']:.4f}" + (f"±{entry['stderr']:.4f}" if entry["stderr"] else "")
 
 
-__all__ = ["PAPER_METRICS", "check_eval", "dense_scores", "evaluate_run", "format_eval",
+__all__ = ["TASK_METRICS", "check_eval", "dense_scores", "evaluate_run", "format_eval",
            "needs_dense_copy", "score_model"]

@@ -1,7 +1,7 @@
 """WikiText-2 perplexity as pruning papers measure it (SparseGPT, Wanda, SliceGPT).
 
-The test text (yopo.data.wikitext2_text: rows joined with "\\n\\n") is tokenised once; the last
-`calibration_tokens` tokens are held out for calibration (yopo.data.split_calibration) and the
+The test text (yopo.data.wikitext.wikitext2_text: rows joined with "\\n\\n") is tokenised once; the last
+`calibration_tokens` tokens are held out for calibration (yopo.data.wikitext.split_calibration) and the
 rest is cut into non-overlapping chunks of `seqlen` tokens (a remainder shorter than seqlen is
 dropped). Perplexity = exp(mean next-token NLL over every predicted token of every chunk), each
 chunk read from scratch. This is *token* perplexity for the model's own tokenizer, not
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data import split_calibration, wikitext2_token_ids
+from ..data.wikitext import split_calibration, wikitext2_token_ids
 from ..errors import ConfigError
 
 

@@ -1,11 +1,11 @@
 """Zero-shot accuracy with lm-eval on the in-memory model: the paper's five tasks.
 
 `source=local` (default) reads the benchmark files of the data dir through the task YAMLs in
-yopo/tasks/: each includes lm-eval's own config of the task and swaps only the data source, so
+yopo/eval/tasks/: each includes lm-eval's own config of the task and swaps only the data source, so
 prompts, choices and scoring are lm-eval's. Those YAMLs say `include: lm_eval_tasks/<task>/...`;
 for each evaluation they are copied into a temporary folder beside a link `lm_eval_tasks` to the
 installed lm-eval's task folder, which makes the include resolve to whatever lm-eval is installed
-without a path in the repository. The data dir reaches the loaders (yopo.tasks.local_data)
+without a path in the repository. The data dir reaches the loaders (yopo.eval.tasks.local_data)
 through the TaskManager's metadata, so one set of YAMLs serves any data dir.
 `source=hub` runs lm-eval's built-in tasks unchanged (needs the Hugging Face hub).
 """
@@ -21,27 +21,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..data import DataError
+from ..data import DataError, hub_offline
 from ..errors import ConfigError
 from ..models import DTYPES
+from ..paper import TASK_METRICS
 
-# The paper's metric per task (lm-eval task name -> metric): length-normalised accuracy where
-# answers differ in length, plain accuracy for WinoGrande (its choices are whole sentences that
-# differ in one word). The order is the tables' column order.
-PAPER_METRICS = {"piqa": "acc_norm", "winogrande": "acc", "hellaswag": "acc_norm",
-                 "arc_easy": "acc_norm", "arc_challenge": "acc_norm"}
 LOCAL_PREFIX = "yopo_"  # local task names: yopo_piqa, ... (never shadow lm-eval's hub tasks)
-TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 SOURCES = ("local", "hub")
 
 
 def check_options(tasks, source: str = "local", dtype: str = "float32") -> list[str]:
     """The task list, after checking tasks, source and dtype name known values."""
     tasks = list(tasks)
-    unknown = [t for t in tasks if t not in PAPER_METRICS]
+    unknown = [t for t in tasks if t not in TASK_METRICS]
     if unknown:
         raise ConfigError(f"unknown zero-shot task(s) {unknown}; eval.tasks may list "
-                          f"{', '.join(PAPER_METRICS)}")
+                          f"{', '.join(TASK_METRICS)}")
     if source not in SOURCES:
         raise ConfigError(f"eval.source={source} is unknown; use one of {', '.join(SOURCES)}")
     if dtype not in DTYPES:
@@ -62,11 +58,6 @@ def local_task_dir() -> Iterator[Path]:
         yield folder
 
 
-def _hub_offline() -> bool:
-    return any(os.environ.get(var, "0") not in ("0", "", "false", "False")
-               for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
 @contextmanager
 def _task_manager(source: str, data_dir) -> Iterator[Any]:
     """lm-eval's TaskManager for our local tasks (indexing only their folder, ~0.1 s) or for its
@@ -74,7 +65,7 @@ def _task_manager(source: str, data_dir) -> Iterator[Any]:
     from lm_eval.tasks import TaskManager
 
     if source == "hub":
-        if _hub_offline():
+        if hub_offline():
             raise DataError("eval.source=hub needs the Hugging Face hub, but HF_HUB_OFFLINE / "
                             "HF_DATASETS_OFFLINE is set; use eval.source=local (the files of "
                             "the data dir) or unset them on a machine with network")
@@ -88,10 +79,10 @@ def _task_manager(source: str, data_dir) -> Iterator[Any]:
 
 
 def _collect(results: dict[str, Any], names: list[str], tasks: list[str]) -> dict[str, Any]:
-    """{task: {metric, value, stderr, n}} in PAPER_METRICS order, from lm-eval's results."""
+    """{task: {metric, value, stderr, n}} in TASK_METRICS order, from lm-eval's results."""
     out = {}
     for name, task in zip(names, tasks):
-        metric = PAPER_METRICS[task]
+        metric = TASK_METRICS[task]
         row = results["results"][name]
         stderr = row.get(f"{metric}_stderr,none")
         out[task] = {"metric": metric, "value": float(row[f"{metric},none"]),
@@ -103,7 +94,7 @@ def _collect(results: dict[str, Any], names: list[str], tasks: list[str]) -> dic
 def run_lm_eval(model, tokenizer, tasks, *, source: str = "local", data_dir=None,
                 limit: int | None = None, batch_size: int | str = 1, dtype: str = "float32",
                 log_samples: bool = False) -> tuple[dict[str, Any], list[str]]:
-    """lm-eval's raw results for `tasks` (names in PAPER_METRICS), zero-shot, and the lm-eval
+    """lm-eval's raw results for `tasks` (names in TASK_METRICS), zero-shot, and the lm-eval
     task names they ran under. `dtype` other than the model's runs the forward passes under
     torch.autocast (lm-eval's mixed_precision_dtype); the model itself is not converted.
     `limit` takes the first `limit` examples of each task (lm-eval's --limit)."""

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..adapters import FFNAdapter
 from .base import NeuronSelectionMethod
-from .calibration import Calibration, generation_options_not_applying
+from ..data.calibration import Calibration, generation_options_not_applying
 
 
 def ffn_input_square_sums(model: nn.Module, adapter: FFNAdapter, batches: torch.Tensor,

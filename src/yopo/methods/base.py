@@ -54,8 +54,8 @@ class PruneContext:
 
     def calibration_ids(self) -> torch.Tensor:
         """The held-out calibration slice of the local WikiText-2 text, LongTensor [n]; never
-        the text perplexity is measured on (see yopo.data.split_calibration)."""
-        from ..data import split_calibration, wikitext2_token_ids
+        the text perplexity is measured on (see yopo.data.wikitext.split_calibration)."""
+        from ..data.wikitext import split_calibration, wikitext2_token_ids
 
         ids = wikitext2_token_ids(self.tokenizer, self.data_dir)
         return split_calibration(ids, self.calibration_tokens)[0]

@@ -53,7 +53,7 @@ from torch import nn
 from ..adapters import FFNAdapter, get_adapter
 from ..errors import ConfigError
 from .base import NeuronSelectionMethod, PruneContext, kept_width
-from .modeling_yopo_sliced import SlicedForCausalLM
+from ..modeling.modeling_yopo_sliced import SlicedForCausalLM
 
 MEANS = ("none", "gate_direction")
 FIRST_LAYER_MEANS = ("attention", "gate_direction")

@@ -38,8 +38,8 @@ from torch import nn
 from ..adapters import FFNAdapter
 from ..adapters.base import ResidualBranch, ResidualLayout
 from .base import PruneContext, PruningMethod, kept_width
-from .calibration import Calibration, generation_options_not_applying
-from .modeling_yopo_sliced import SlicedForCausalLM, install_norm, set_parameter
+from ..data.calibration import Calibration, generation_options_not_applying
+from ..modeling.modeling_yopo_sliced import SlicedForCausalLM, install_norm, set_parameter
 
 
 class _Stop(Exception):

@@ -20,7 +20,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from safetensors import safe_open
@@ -28,13 +28,14 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import DataError
+from .wikitext import hub_wikitext2_train_ids
 from ..errors import ConfigError
 from ..io import atomic_file
-from .base import PruneContext
+
+if TYPE_CHECKING:  # the context type only: data does not depend on methods
+    from ..methods.base import PruneContext
 
 SOURCES = ("local", "hub", "self")
-HUB_DATASET = ("Salesforce/wikitext", "wikitext-2-raw-v1")
 WEIGHTS_ONLY = "weights only"
 DATA_REGIMES = {"local": "calibration text", "hub": "calibration text",
                 "self": "self-generated text"}
@@ -52,22 +53,6 @@ def data_regime(calibration_source: str | None) -> str:
 def generation_options_not_applying(options: Mapping[str, Any]) -> tuple[str, ...]:
     """The generation options of a method's config when its source is not `self`."""
     return GENERATION_OPTIONS if options.get("calibration_source") != "self" else ()
-
-
-def hub_wikitext2_train_ids(tokenizer) -> torch.Tensor:
-    """WikiText-2 train from the hub, rows joined as for test ("\\n\\n"), tokenised: [N]."""
-    try:
-        from datasets import load_dataset
-
-        rows = load_dataset(*HUB_DATASET, split="train")["text"]
-    except Exception as err:  # offline, no datasets package, or the hub refused
-        raise DataError(
-            f"cannot load WikiText-2 train ({'/'.join(HUB_DATASET)}) from the Hugging Face hub: "
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}. Offline, use "
-            "method.calibration_source=local (the held-out slice of local WikiText-2 test) or "
-            "self (text the model writes itself)"
-        ) from err
-    return tokenizer("\n\n".join(rows), return_tensors="pt").input_ids[0]
 
 
 def start_token_id(tokenizer) -> int:
@@ -145,7 +130,9 @@ class Calibration:
             ids = ctx.calibration_ids()
             where = f"the held-out slice (data.calibration_tokens={ctx.calibration_tokens})"
         else:
-            ids = hub_wikitext2_train_ids(ctx.tokenizer)
+            ids = hub_wikitext2_train_ids(
+                ctx.tokenizer, "Offline, use method.calibration_source=local (the held-out slice "
+                "of local WikiText-2 test) or self (text the model writes itself)")
             where = "WikiText-2 train"
         if n * self.seq_len > ids.numel():
             raise ConfigError(f"calibration_tokens={self.tokens} is more than the {ids.numel()} "

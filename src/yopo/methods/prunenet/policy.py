@@ -18,8 +18,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import YopoError
-from .io import atomic_file
+from ...errors import YopoError
+from ...io import atomic_file
 
 POLICY_WEIGHTS = "policy.safetensors"
 METADATA_KEY = "yopo_policy"  # the safetensors header entry holding the metadata JSON

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 
-from .errors import ConfigError
+from ...errors import ConfigError
 
 SPECTRUM_METHODS = ("gram", "svd")
 #: concurrent eigen-solves on a GPU (one CUDA stream each) when not configured; not tuned:

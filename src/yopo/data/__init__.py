@@ -1,18 +1,19 @@
-"""The local evaluation data (../shared/data by default; `paths.data_dir` / YOPO_DATA_DIR).
+"""The local evaluation data (../shared/data by default; `paths.data_dir` / YOPO_DATA_DIR), and
+the text the methods read.
 
 Files are read where they lie, never copied, and checked against the SHA-256 sums published in
-the data folder's README. WikiText-2 test is split once, here, into a calibration slice (its
-last `calibration_tokens` tokens, for methods that need data and for tuning) and the rest, on
-which perplexity is measured, so no method is scored on text it saw.
+the data folder's README (`data_file`). `wikitext` holds the WikiText-2 text (test, split once
+into the calibration slice and the perplexity text; train from the hub), `calibration` the
+calibration text of the methods that read activations (local slice, hub, or self-generated).
+The zero-shot task files are read by `yopo.eval.tasks.local_data`.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import torch
-
-from .errors import YopoError
-from .io import file_sha256
+from ..errors import YopoError
+from ..io import file_sha256
 
 # path below the data dir -> sha256, as listed in the data README (sections 1-5)
 CHECKSUMS = {
@@ -53,27 +54,7 @@ def data_file(data_dir: str | Path, relative: str) -> Path:
     return path
 
 
-def wikitext2_text(data_dir: str | Path) -> str:
-    """The raw WikiText-2 test text joined the way pruning papers do: "\\n\\n".join(rows) over
-    the rows of HF `wikitext-2-raw-v1` test. Those rows are the file's lines with their newline,
-    and "" where the file has a blank (" ") line."""
-    lines = data_file(data_dir, "wikitext2/wiki.test.raw").read_text(encoding="utf-8").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the file ends with a newline: no row after it
-    return "\n\n".join(line + "\n" if line.strip() else "" for line in lines)
-
-
-def wikitext2_token_ids(tokenizer, data_dir: str | Path) -> torch.Tensor:
-    """The joined test text tokenised once: LongTensor [N]."""
-    return tokenizer(wikitext2_text(data_dir), return_tensors="pt").input_ids[0]
-
-
-def split_calibration(ids: torch.Tensor, calibration_tokens: int
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(calibration, evaluation) token ids: the last `calibration_tokens` tokens are held out
-    for calibration and tuning, perplexity is measured on everything before them."""
-    if not 0 <= calibration_tokens < ids.numel():
-        raise DataError(f"calibration_tokens={calibration_tokens} must be below the "
-                        f"{ids.numel()} tokens of the text")
-    cut = ids.numel() - calibration_tokens
-    return ids[cut:], ids[:cut]
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is switched off (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE)."""
+    return any(os.environ.get(var, "0") not in ("0", "", "false", "False")
+               for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))

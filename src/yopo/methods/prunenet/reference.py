@@ -2,7 +2,7 @@
 anew in our style behind the common interface. This is the behaviour the paper's numbers come
 from; `method=prunenet` (prunenet.py) is the paper's description, with a deterministic mask.
 
-One FullMatrixPolicy (yopo.policy) serves every layer. An episode, as theirs:
+One FullMatrixPolicy (yopo.methods.prunenet.policy) serves every layer. An episode, as theirs:
 1. for each layer i, keep probabilities p_i = policy(W_i) [m] under fresh uniform noise, and
    k rows drawn without replacement with torch.multinomial(p_i, k); reward
    r_i = 1 / KS(singular values of W_i, of W_i[keep]) (scipy.stats.ks_2samp; 99999 when the
@@ -31,10 +31,10 @@ from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..adapters import FFNAdapter
-from ..errors import ConfigError
-from ..policy import FullMatrixPolicy, reuse_or_train
-from .base import NeuronSelectionMethod, PruneContext
+from ...adapters import FFNAdapter
+from ...errors import ConfigError
+from .policy import FullMatrixPolicy, reuse_or_train
+from ..base import NeuronSelectionMethod, PruneContext
 
 PRUNE_WITH = ("last", "best")
 IDENTICAL_SPECTRA_REWARD = 99999.0  # theirs, when KS = 0

@@ -1,5 +1,5 @@
 """Loaders for the local benchmark files, named by the task YAMLs beside this module
-(`custom_dataset: !function yopo.tasks.local_data.<task>`).
+(`custom_dataset: !function yopo.eval.tasks.local_data.<task>`).
 
 lm-eval calls each as `loader(**metadata, **dataset_kwargs)`; yopo.eval.zeroshot puts the data
 dir into the metadata. Every file is checked against its published sha256 (yopo.data.data_file)
@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..data import DataError, data_file
+from ...data import DataError, data_file
 
 if TYPE_CHECKING:
     from datasets import DatasetDict

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..adapters import FFNAdapter
-from ..errors import ConfigError
-from ..policy import RowPolicy, reuse_or_train
-from ..spectrum import (RowSubsetKS, check_spectrum_method, default_workers, layer_batches,
+from ...adapters import FFNAdapter
+from ...errors import ConfigError
+from .policy import RowPolicy, reuse_or_train
+from .spectrum import (RowSubsetKS, check_spectrum_method, default_workers, layer_batches,
                         single_threaded_torch)
-from .base import NeuronSelectionMethod, PruneContext
+from ..base import NeuronSelectionMethod, PruneContext
 
 REWARDS = ("neg_ks", "inv_ks")
 DEPTH_WEIGHTS = ("linear", "gamma_power", "uniform")

@@ -1,0 +1,26 @@
+"""The one reader of results, and the writer of the tables and figures made from them
+(notebooks use `from yopo import results`).
+
+- `schema`: a run's record (its metrics.json) as one row of the loader's frame, and as a wandb
+  summary and back;
+- `sources`: the run folders under a runs folder, or a wandb project -> the same frame
+  (`load_runs`);
+- `tables`: the notebooks' tables, pure functions of that frame;
+- `report`: writing tables and figures, and the line that says where their runs came from.
+"""
+from .report import (DEFAULT_FIGURES_DIR, DEFAULT_TABLES_DIR, describe_source, output_dirs,
+                     provenance, write_figure, write_table)
+from ..identity import METRICS_FILE
+from .schema import (COLUMNS, WANDB_SUBDIR, ResultsError, frame, is_complete, record_from_summary,
+                     run_row, summary_from_record)
+from .sources import (configured_runs_dir, layer_ks, load_runs, load_spectra_for, run_folders,
+                      wandb_run_id)
+from .tables import (eval_sets, recovery_table, regime_table, speedup_columns, zeroshot_runs,
+                     zeroshot_table)
+
+__all__ = ["COLUMNS", "DEFAULT_FIGURES_DIR", "DEFAULT_TABLES_DIR", "METRICS_FILE",
+           "WANDB_SUBDIR", "ResultsError", "configured_runs_dir", "describe_source",
+           "eval_sets", "frame", "is_complete", "layer_ks", "load_runs", "load_spectra_for",
+           "output_dirs", "provenance", "record_from_summary", "recovery_table",
+           "regime_table", "run_folders", "run_row", "speedup_columns", "summary_from_record",
+           "wandb_run_id", "write_figure", "write_table", "zeroshot_runs", "zeroshot_table"]

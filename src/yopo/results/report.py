@@ -1,0 +1,75 @@
+"""Writing tables and figures, and saying where their runs came from."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import REPO_ROOT
+from ..io import atomic_file
+from .sources import configured_runs_dir
+from .tables import eval_sets
+
+DEFAULT_TABLES_DIR = REPO_ROOT / "results" / "tables"
+DEFAULT_FIGURES_DIR = REPO_ROOT / "results" / "figures"
+
+
+# ---- writing tables and figures -------------------------------------------------------------
+def output_dirs(tables_dir: str | os.PathLike | None = None,
+                figures_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """The notebooks' output folders (default results/tables and results/figures)."""
+    return (Path(tables_dir) if tables_dir else DEFAULT_TABLES_DIR,
+            Path(figures_dir) if figures_dir else DEFAULT_FIGURES_DIR)
+
+
+def provenance(runs: pd.DataFrame) -> str:
+    """Which code and which evaluation subsets the runs come from, said plainly when they are
+    mixed: "from 2 commits (a1b2c3d4e5f6: 5 runs, 0f9e8d7c6b5a-dirty: 3 runs)"."""
+    if runs.empty:
+        return ""
+    parts = []
+    commits = runs["git_commit"].fillna("unknown commit").map(
+        lambda c: c if c == "unknown commit" else c[:12] + ("-dirty" if c.endswith("-dirty") else ""))
+    counts = commits.value_counts(sort=False).sort_index()
+    if len(counts) == 1:
+        parts.append(f"all from commit {counts.index[0]}")
+    else:
+        parts.append(f"from {len(counts)} commits ("
+                     + ", ".join(f"{c}: {n} runs" for c, n in counts.items()) + ")")
+    subsets = eval_sets(runs[runs["zs_avg"].notna()]).value_counts(sort=False).sort_index()
+    if len(subsets) > 1:
+        parts.append(f"evaluated on {len(subsets)} different subsets ("
+                     + ", ".join(f"{e}: {n} runs" for e, n in subsets.items())
+                     + "; tables never average across them)")
+    return "; ".join(parts)
+
+
+def describe_source(runs: pd.DataFrame, source: str, runs_dir: str | os.PathLike | None,
+                    project: str) -> str:
+    where = (f"run folders under {runs_dir or configured_runs_dir()}" if source == "local"
+             else f"wandb project {project}")
+    said = provenance(runs)
+    return f"{len(runs)} complete runs from {where}" + (f", {said}" if said else "")
+
+
+def write_table(table: pd.DataFrame, tables_dir: str | os.PathLike, name: str,
+                note: str = "") -> tuple[Path, Path]:
+    """`name`.csv (full precision) and `name`.md (rounded, with `note` above), atomically."""
+    tables_dir = Path(tables_dir)
+    csv_path, md_path = tables_dir / f"{name}.csv", tables_dir / f"{name}.md"
+    with atomic_file(csv_path) as tmp:
+        table.to_csv(tmp, index=False)
+    shown = table.astype(object).where(table.notna(), None)
+    body = shown.to_markdown(index=False, floatfmt=".4g", missingval="") if len(table.columns) \
+        else "(no columns)"
+    with atomic_file(md_path) as tmp:
+        tmp.write_text((note.strip() + "\n\n" if note.strip() else "") + body + "\n")
+    return csv_path, md_path
+
+
+def write_figure(fig, figures_dir: str | os.PathLike, name: str) -> Path:
+    path = Path(figures_dir) / f"{name}.png"
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    return path

@@ -1,0 +1,183 @@
+"""The tables the notebooks show: pure functions of the runs frame. Runs scored on different
+evaluation subsets are never averaged together (`eval_sets`)."""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .. import paper
+from .schema import TASKS
+
+
+# ---- tables shared by notebooks -------------------------------------------------------------
+def eval_sets(runs: pd.DataFrame) -> pd.Series:
+    """Which examples each run was evaluated on, as a label: "full" or "first N per task".
+    Tables group by it, because runs scored on different subsets must never be averaged."""
+    limits = runs["eval_limit"].astype(float)
+    return pd.Series(["full" if pd.isna(v) else f"first {v:g} per task" for v in limits],
+                     index=runs.index, dtype=object)
+
+
+def zeroshot_table(runs: pd.DataFrame, models: Iterable[str],
+                   methods: Iterable[str] = ()) -> pd.DataFrame:
+    """Model x ratio rows; per method (and RFT setting), the number of runs and each task's
+    accuracy and the average in percent (mean over seeds); then the dense model and the
+    paper's numbers. `methods` get their columns even before any run of theirs exists (the
+    methods of the table's experiment grid, say), so a missing comparison shows as empty.
+
+    Rows: every (ratio, evaluation subset) measured for the model (policies trained at that
+    ratio; transferred policies are notebook 04's subject; runs without a zero-shot result are
+    left out) plus every ratio the paper reports for it. Runs evaluated on different subsets
+    (`eval limit`) are separate rows, never averaged together.
+    """
+    models = list(models)
+    runs = runs[~runs["policy_transferred"] & runs["model"].isin(models) & runs["zs_avg"].notna()]
+    # a method with recovery fine-tuning is a column group of its own: "prunenet+lora"
+    runs = runs.assign(method=[m if rft is None else f"{m}+{rft}"
+                               for m, rft in zip(runs["method"], runs["rft"])],
+                       eval_sets=eval_sets(runs), ratio=runs["ratio_target"].round(6))
+    methods = sorted(set(runs["method"].unique()) | set(methods))
+    tasks = [*TASKS, "avg"]
+    columns = ["model", "ratio", *(f"{m} {c}" for m in methods for c in ("n", *tasks)),
+               "eval limit", "dense avg", "paper dense avg", "paper prunenet avg",
+               "paper slicegpt avg", "paper prunenet+RFT avg"]
+    rows = []
+    for model in models:
+        measured = runs[runs["model"] == model]
+        groups = {(r, e): g for (r, e), g in measured.groupby(["ratio", "eval_sets"])}
+        paper_ratios = ({r for (m, _, r) in paper.ZEROSHOT_AVG if m == model and r > 0}
+                        | {r for (m, r) in paper.RECOVERY_AVG if m == model})
+        for ratio in paper_ratios - {r for r, _ in groups}:
+            groups[(ratio, "")] = measured.iloc[:0]  # the paper's numbers alone
+        for (ratio, _), at_ratio in sorted(groups.items()):
+            row: dict[str, Any] = {"model": model, "ratio": ratio,
+                                   "eval limit": at_ratio["eval_limit"].astype(float).max(),
+                                   "dense avg": 100 * at_ratio["dense_zs_avg"].mean(),
+                                   "paper dense avg": paper.zeroshot(model, "dense", 0.0)["avg"],
+                                   "paper prunenet+RFT avg": paper.recovery_avg(model, ratio, True)}
+            for method in ("prunenet", "slicegpt"):
+                row[f"paper {method} avg"] = paper.zeroshot(model, method, ratio)["avg"]
+            for method in methods:
+                of_method = at_ratio[at_ratio["method"] == method]
+                row[f"{method} n"] = len(of_method)
+                for task in tasks:
+                    row[f"{method} {task}"] = 100 * of_method[f"zs_{task}"].mean()
+            rows.append(row)
+    table = pd.DataFrame(rows, columns=columns)
+    return table.astype({c: "Int64" if c.endswith(" n") else float
+                         for c in columns if c != "model"})
+
+
+def zeroshot_runs(runs: pd.DataFrame, models: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per evaluated run and task (and the average), in percent: accuracy, stderr, the
+    metric, the dense model's accuracy and the evaluation limit."""
+    rows = []
+    for run in runs.to_dict("records"):
+        if models is not None and run["model"] not in set(models):
+            continue
+        for task in (*TASKS, "avg"):
+            if pd.isna(run.get(f"zs_{task}")):
+                continue
+            rows.append({"model": run["model"], "method": run["method"], "rft": run["rft"],
+                         "ratio": run["ratio_target"], "seed": run["seed"],
+                         "transferred": run["policy_transferred"], "task": task,
+                         "metric": run.get(f"zs_{task}_metric"),
+                         "accuracy": 100 * run[f"zs_{task}"],
+                         "stderr": 100 * run[f"zs_{task}_stderr"],
+                         "dense accuracy": 100 * run[f"dense_zs_{task}"],
+                         "limit": None if pd.isna(run["eval_limit"]) else float(run["eval_limit"]),
+                         "run_dir": run["run_dir"]})
+    return pd.DataFrame(rows, columns=["model", "method", "rft", "ratio", "seed", "transferred",
+                                       "task", "metric", "accuracy", "stderr", "dense accuracy",
+                                       "limit", "run_dir"])
+
+
+def recovery_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Recovery fine-tuning: one row per model, method, ratio and RFT setting (mean over seeds)
+    with the five-task average (percent) and WikiText-2 perplexity of the same runs before and
+    after RFT, the gains, and the paper's PruneNet averages without and with RFT."""
+    columns = ["model", "method", "ratio", "rft", "n", "avg before", "avg after", "avg gain",
+               "ppl before", "ppl after", "ppl after / before", "dense avg", "rft_s",
+               "eval limit", "paper avg without RFT", "paper avg with RFT"]
+    tuned = runs[runs["rft"].notna() & ~runs["policy_transferred"]]
+    rows = []
+    for (model, method, ratio, rft), group in tuned.groupby(
+            ["model", "method", "ratio_target", "rft"], sort=True):
+        before, after = 100 * group["before_rft_zs_avg"].mean(), 100 * group["zs_avg"].mean()
+        ppl_before, ppl_after = (group["before_rft_ppl_wikitext2"].mean(),
+                                 group["ppl_wikitext2"].mean())
+        on_paper = method == "prunenet"
+        rows.append({"model": model, "method": method, "ratio": ratio, "rft": rft,
+                     "n": len(group), "avg before": before, "avg after": after,
+                     "avg gain": after - before, "ppl before": ppl_before,
+                     "ppl after": ppl_after, "ppl after / before": ppl_after / ppl_before,
+                     "dense avg": 100 * group["dense_zs_avg"].mean(),
+                     "rft_s": group["rft_seconds"].mean(),
+                     "eval limit": group["eval_limit"].astype(float).max(),
+                     "paper avg without RFT": paper.recovery_avg(model, ratio, False)
+                     if on_paper else None,
+                     "paper avg with RFT": paper.recovery_avg(model, ratio, True)
+                     if on_paper else None})
+    table = pd.DataFrame(rows, columns=columns)
+    return table.astype({c: "Int64" if c == "n" else float for c in columns[4:]})
+
+
+REGIME_ORDER = ("weights only", "self-generated text", "calibration text")
+
+
+def regime_table(runs: pd.DataFrame, models: Iterable[str] | None = None,
+                 reference: str = "activation") -> pd.DataFrame:
+    """The data regimes side by side: one row per model, evaluation subset, ratio and method
+    (mean over seeds), with its data regime, WikiText-2 perplexity and five-task average
+    (percent), each also against the `reference` method's run at the same model, subset and
+    ratio (`ppl / <reference>`, `avg - <reference>`), and the dense model's. Rows are sorted
+    by regime, then perplexity. Runs with recovery fine-tuning or a transferred policy are left
+    out (their own notebooks show them)."""
+    columns = ["model", "eval_sets", "ratio", "method", "data regime", "n", "ppl",
+               f"ppl / {reference}", "avg", f"avg - {reference}", "params M", "dense ppl",
+               "dense avg"]
+    runs = runs[runs["rft"].isna() & ~runs["policy_transferred"] & runs["ppl_wikitext2"].notna()]
+    if models is not None:
+        runs = runs[runs["model"].isin(list(models))]
+    runs = runs.assign(eval_sets=eval_sets(runs), ratio=runs["ratio_target"].round(6))
+    rows = []
+    for (model, subset, ratio), at in runs.groupby(["model", "eval_sets", "ratio"], sort=True):
+        ref = at[at["method"] == reference]
+        ref_ppl = ref["ppl_wikitext2"].mean() if len(ref) else float("nan")
+        ref_avg = 100 * ref["zs_avg"].mean() if len(ref) else float("nan")
+        block = []
+        for method, group in at.groupby("method", sort=True):
+            ppl, avg = group["ppl_wikitext2"].mean(), 100 * group["zs_avg"].mean()
+            regime = group["data_regime"].iloc[0]
+            block.append({"model": model, "eval_sets": subset, "ratio": ratio, "method": method,
+                          "data regime": regime, "n": len(group), "ppl": ppl,
+                          f"ppl / {reference}": ppl / ref_ppl, "avg": avg,
+                          f"avg - {reference}": avg - ref_avg,
+                          "params M": group["params_pruned"].mean() / 1e6,
+                          "dense ppl": group["dense_ppl_wikitext2"].mean(),
+                          "dense avg": 100 * group["dense_zs_avg"].mean()})
+        order = {r: i for i, r in enumerate(REGIME_ORDER)}
+        rows += sorted(block, key=lambda r: (order.get(r["data regime"], len(order)), r["ppl"]))
+    table = pd.DataFrame(rows, columns=columns)
+    for col in columns[6:]:  # pd.NA (a nullable column's missing value) -> NaN
+        table[col] = table[col].astype(object).where(table[col].notna(), float("nan"))
+    return table.astype({c: "Int64" if c == "n" else float for c in columns[5:]})
+
+
+def speedup_columns(runs: pd.DataFrame) -> list[tuple[str, str | None]]:
+    """(measured, ideal) speedup column pairs that hold values: `speedup` with `ideal_speedup`,
+    and per phase `throughput_..._speedup_<phase>` with `throughput_ideal_speedup_<phase>`."""
+    pairs = []
+    for col in runs.columns:
+        measured = col == "speedup" or (col.startswith("throughput_") and "ideal" not in col
+                                        and re.search(r"_speedup(_|$)", col))
+        if not measured or runs[col].isna().all():
+            continue
+        suffix = col.rsplit("speedup", 1)[1]
+        ideal = "ideal_speedup" if col == "speedup" else f"throughput_ideal_speedup{suffix}"
+        pairs.append((col, ideal if ideal in runs.columns and runs[ideal].notna().any()
+                      else None))
+    return pairs
+
