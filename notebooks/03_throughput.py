@@ -52,16 +52,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 pairs = results.speedup_columns(runs)  # (measured, ideal) column pairs that hold values
-speed_cols = ["speedup", "ideal_speedup"] + sorted(
-    c for c in runs.columns if c.startswith(("throughput_", "peak_memory_bytes_"))
-    and runs[c].notna().any())
-table = (runs.groupby(["model", "method", "ratio_target"])
-         .agg(n=("run_dir", "size"), params_removed=("params_removed_fraction", "mean"),
-              **{c: (c, "mean") for c in speed_cols})
-         .reset_index().rename(columns={"ratio_target": "ratio"}))
-for key in ("dense", "pruned", "speedup"):
-    table[f"paper {key}"] = [(paper.throughput(m, r) or {}).get(key)
-                             for m, r in zip(table["model"], table["ratio"])]
+table = results.throughput_table(runs)
 
 notes = [loaded + ".", "Means over seeds; tokens/s and speedups as the runs recorded them. "
          "`paper dense` / `paper pruned`: tokens/s, " + paper.CITATION + "."]
@@ -77,17 +68,20 @@ table
 if pairs:
     groups = list(runs.groupby(["model", "method"]))
     colors = sns.color_palette(n_colors=len(groups))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.5 * len(pairs), 4), squeeze=False,
+                             sharey=True)
     for ax, (measured, ideal) in zip(axes[0], pairs):
         for color, ((model, method), group) in zip(colors, groups):
             means = group.groupby("ratio_target")[[c for c in (measured, ideal) if c]].mean()
             ax.plot(means.index, means[measured], marker="o", color=color,
                     label=f"{model} / {method}")
-            if ideal:
-                ax.plot(means.index, means[ideal], linestyle="--", color=color, alpha=0.7)
+            if ideal:  # a marker too: with one ratio there is no line to draw
+                ax.plot(means.index, means[ideal], linestyle="--", marker="x", color=color,
+                        alpha=0.7, label=f"{model} / {method}, ideal")
         ax.axhline(1.0, color="grey", linewidth=0.8)
-        ax.set(xlabel="ratio", ylabel="speedup (pruned / dense)",
-               title=measured.removeprefix("throughput_") + ("\n(dashed: ideal)" if ideal else ""))
-        ax.legend(fontsize="small")
-    fig.tight_layout()
+        ax.set(xlabel="ratio (fraction removed)", title=results.speedup_label(measured))
+    axes[0][0].set_ylabel("speedup (pruned / dense)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize="small")
+    fig.tight_layout(rect=(0, 0.08 + 0.05 * ((len(labels) - 1) // 4), 1, 1))
     results.write_figure(fig, figures_dir, "03_speedup")

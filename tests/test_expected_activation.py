@@ -80,6 +80,16 @@ def test_protect_ends_slices_each_layer_to_its_width_and_reloads(tiny, token_bat
     torch.testing.assert_close(logits(reloaded, token_batch), pruned, rtol=1e-5, atol=1e-5)
 
 
+def test_share_widths_by_hand():
+    # shares per layer: [.4 .3 .2 .1], [.25 .25 .25 .25], [.7 .1 .1 .1]; ratio 0.5 keeps 2 of 4,
+    # a budget of 6; min_keep 0.25 forces each layer's top neuron (3 taken); the other 3 go to
+    # the largest remaining shares: .3 (layer 0), .25 and .25 (layer 1)
+    scores = torch.tensor([[4.0, 3, 2, 1], [1, 1, 1, 1], [7, 1, 1, 1]])
+    assert share_widths(scores, 0.5, 1, [], 0.25) == [2, 3, 1]
+    # layer 2 protected: dense (4) plus the two floors use the whole budget of 6
+    assert share_widths(scores, 0.5, 1, [-1], 0.25) == [1, 1, 4]
+
+
 def test_share_allocation_prunes_to_the_share_widths():
     model, _ = load_tiny("tiny_llama")
     adapter = get_adapter(model)
@@ -103,7 +113,9 @@ def test_pipeline_records_per_layer_widths_and_real_parameters(tmp_path):
                    "method.samples=256", "save_model=false", "eval=none", "logger=none"])
     metrics = run(cfg, tmp_path)
     model, _ = load_tiny("tiny_llama")
-    widths = layer_widths(3, 160, 0.25, 1, [0, -1])
+    # by hand: k = 0.75 * 160 = 120 per layer, 360 in all; layers 0 and 2 stay at 160, so the
+    # middle one keeps 360 - 320 = 40
+    widths = [160, 40, 160]
     assert metrics["ffn_widths_kept"] == widths and metrics["ratio_semantics"] == "ffn_width"
     ffn_params_per_neuron = 3 * model.config.hidden_size  # gate row, up row, down column
     assert metrics["params_dense"] - metrics["params_pruned"] == \

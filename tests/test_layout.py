@@ -10,7 +10,7 @@ import yopo
 
 PACKAGE = Path(yopo.__file__).parent
 FLOORS = [
-    ["errors", "io", "paper"],                # plain helpers and the paper's numbers
+    ["errors", "io", "paper", "progress"],    # plain helpers and the paper's numbers
     ["data", "adapters", "modeling"],         # the data folder and texts; model families; classes
     ["models"],                               # loading models
     ["methods"],                              # pruning methods (PruneNet's pieces inside)
@@ -85,3 +85,16 @@ def test_the_check_sees_lazy_relative_imports():
     """The checker itself: a lazy relative import two levels up is resolved and found."""
     path = PACKAGE / "methods" / "base.py"
     assert "yopo.data.wikitext" in imported("yopo.methods.base", path)
+
+
+def test_progress_writes_whole_lines_off_a_terminal(capsys):
+    """In a log (stderr is not a terminal under pytest) a bar is one line per update."""
+    from yopo.progress import progress
+
+    bar = progress(range(3), desc="steps", mininterval=0)
+    for _ in bar:
+        bar.set_postfix(ks="0.1234")
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.endswith("\n")
+    lines = err.strip().split("\n")
+    assert lines[-1].startswith("steps: 100%") and "3/3" in lines[-1] and "ks=0.1234" in lines[-1]

@@ -317,3 +317,19 @@ def test_regime_table_sets_each_method_beside_the_reference():
     assert table.loc["random", "avg"] == pytest.approx(100 * 0.52 * 0.7)
     assert table.loc["activation_self", "avg - activation"] == pytest.approx(-5.2)
     assert table.loc["activation", "params M"] == 2.0 and table.loc["random", "dense ppl"] == 10.0
+
+
+def test_speedup_panels_are_labelled_in_words():
+    assert results.speedup_label("throughput_settings_bs8_speedup_decode") == "decode, batch 8"
+    assert results.speedup_label("throughput_ideal_speedup_prefill") == "prefill"
+    assert results.speedup_label("speedup") == "speedup"
+
+
+def test_throughput_table_keeps_evaluation_subsets_apart():
+    other = eval_record("prunenet", 0.3, seed=1)
+    other["zeroshot"] = {**other["zeroshot"], "limit": None}
+    runs = results.frame([results.run_row(eval_record("prunenet", 0.3), "/a", None),
+                          results.run_row(other, "/b", None)])
+    table = results.throughput_table(runs)
+    assert list(table["n"]) == [1, 1] and set(table["eval_sets"]) == {"full", "first 100 per task"}
+    assert list(table["throughput_settings_bs8_speedup_decode"]) == [1.2, 1.2]

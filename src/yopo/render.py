@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import REPO_ROOT
 from .io import atomic_file
+from .progress import progress
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
@@ -41,7 +42,7 @@ def render_all(runs_dir: Path, out_dir: Path) -> list[Path]:
     params = {"runs_dir": str(runs_dir), "tables_dir": str(out_dir / "tables"),
               "figures_dir": str(out_dir / "figures")}
     return [render_notebook(src, out_dir / "notebooks" / f"{src.stem}.ipynb", params)
-            for src in notebook_sources()]
+            for src in progress(notebook_sources(), desc="notebooks")]
 
 
 if __name__ == "__main__":

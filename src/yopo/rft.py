@@ -20,12 +20,12 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .adapters import FFNAdapter, get_adapter
 from .data.wikitext import hub_wikitext2_train_ids
 from .errors import ConfigError
 from .methods.base import PruneContext
+from .progress import progress
 
 TEXTS = ("calibration", "hub")
 TARGET_SETS = ("all", "ffn")  # or a list of module-name suffixes
@@ -146,7 +146,7 @@ def train_lora(peft_model, windows: torch.Tensor, rft_cfg: Mapping[str, Any]) ->
     order = torch.arange(steps * batch_size) % windows.shape[0]  # cycle over the windows
     loss_curve = []
     peft_model.train()
-    for step in tqdm(range(steps), desc="rft steps", leave=False):
+    for step in progress(range(steps), desc="rft steps"):
         batch = windows[order[step * batch_size:(step + 1) * batch_size]].to(device)  # [b, seqlen]
         step_loss = 0.0
         for part in batch.split(micro):  # gradient accumulation over [micro, seqlen] parts

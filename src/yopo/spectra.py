@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from .errors import YopoError
 from .io import atomic_file
 from .methods.prunenet.spectrum import ks_statistic, singular_values
+from .progress import progress
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -54,6 +55,7 @@ def ffn1_spectra(model: nn.Module, adapter: FFNAdapter, layer_batch: int = 8) ->
     """
     weights = [b.ffn1.detach() for b in adapter.blocks(model)]
     spectra = []
+    bar = progress(desc="FFN1 spectra (layers)", total=len(weights))
     with torch.no_grad():
         for _, group in itertools.groupby(weights, key=lambda w: w.shape):  # consecutive, equal
             run = list(group)
@@ -61,6 +63,8 @@ def ffn1_spectra(model: nn.Module, adapter: FFNAdapter, layer_batch: int = 8) ->
                 chunk = run[start:start + layer_batch]
                 stacked = torch.stack([w.to(chunk[0].device, torch.float32) for w in chunk])
                 spectra.extend(singular_values(stacked).cpu())  # [min(m, d)] per layer
+                bar.update(len(chunk))
+    bar.close()
     longest = max(values.numel() for values in spectra)
     return torch.stack([torch.nn.functional.pad(values, (0, longest - values.numel()))
                         for values in spectra])

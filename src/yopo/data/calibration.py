@@ -26,11 +26,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from tqdm.auto import tqdm
 
-from .wikitext import hub_wikitext2_train_ids
 from ..errors import ConfigError
 from ..io import atomic_file
+from ..progress import progress
+from .wikitext import hub_wikitext2_train_ids
 
 if TYPE_CHECKING:  # the context type only: data does not depend on methods
     from ..methods.base import PruneContext
@@ -86,7 +86,7 @@ def sample_sequences(model: nn.Module, start_id: int, n: int, seq_len: int, temp
     ids = torch.full((n, 1), start_id, dtype=torch.long, device=device)
     tokens = [ids]
     out = model(input_ids=ids, use_cache=True)
-    for _ in tqdm(range(seq_len - 1), desc="self-generated calibration text", mininterval=5):
+    for _ in progress(range(seq_len - 1), desc=f"self-generated calibration text ({n} sequences)"):
         probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)  # [n, vocab]
         ids = torch.multinomial(probs, 1, generator=generator)  # [n, 1]
         tokens.append(ids)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..data.wikitext import split_calibration, wikitext2_token_ids
 from ..errors import ConfigError
+from ..progress import progress
 
 
 def chunk_ids(ids: torch.Tensor, seqlen: int, max_chunks: int | None = None) -> torch.Tensor:
@@ -41,7 +42,7 @@ def chunked_perplexity(model, chunks: torch.Tensor, batch_size: int = 1) -> dict
                           f"{limit} positions; set eval.perplexity.seqlen<={limit}")
     device = next(model.parameters()).device
     nll_sum, predicted = 0.0, 0
-    for start in range(0, chunks.shape[0], batch_size):
+    for start in progress(range(0, chunks.shape[0], batch_size), desc="perplexity batches"):
         batch = chunks[start:start + batch_size].to(device)  # [b, seqlen]
         logits = model(batch, use_cache=False).logits[:, :-1]  # [b, seqlen-1, vocab]
         nll_sum += F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten(),

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..adapters import FFNAdapter
+from ..progress import progress
 
 
 def linear_cost(model: nn.Module, adapter: FFNAdapter) -> dict[str, dict[str, float]]:
@@ -117,12 +118,15 @@ def measure_throughput(models: dict[str, nn.Module], batch_sizes, prompt_tokens:
     vocab = min(m.config.vocab_size for m in models.values())
     generator = torch.Generator().manual_seed(seed)
     settings = []
+    bar = progress(desc="throughput (rounds x models)",
+                   total=len(batch_sizes) * (warmup + repeats) * len(models))
     for batch in batch_sizes:
         prompt = torch.randint(vocab, (int(batch), prompt_tokens), generator=generator)
         runs = {name: [] for name in models}
         for round_ in range(warmup + repeats):
             for name, model in models.items():
                 timing = time_generation(model, prompt, decode_tokens)
+                bar.update()
                 if round_ >= warmup:
                     runs[name].append(timing)
         setting = {"batch_size": int(batch), "prompt_tokens": prompt_tokens,
@@ -134,6 +138,7 @@ def measure_throughput(models: dict[str, nn.Module], batch_sizes, prompt_tokens:
                              "decode_tokens_per_s": batch * decode_tokens / decode,
                              "peak_memory_bytes": max(t["peak_memory_bytes"] for t in timings)}
         settings.append(setting)
+    bar.close()
     return settings
 
 

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from ..adapters import FFNAdapter
-from .base import NeuronSelectionMethod
 from ..data.calibration import Calibration, generation_options_not_applying
+from ..progress import progress
+from .base import NeuronSelectionMethod
 
 
 def ffn_input_square_sums(model: nn.Module, adapter: FFNAdapter, batches: torch.Tensor,
@@ -38,7 +39,7 @@ def ffn_input_square_sums(model: nn.Module, adapter: FFNAdapter, batches: torch.
     handles = [b.ffn_out.register_forward_pre_hook(accumulate(i)) for i, b in enumerate(blocks)]
     try:
         with torch.no_grad():
-            for ids in batches:
+            for ids in progress(batches, desc="calibration activations (sequences)"):
                 model(input_ids=ids[None].to(device), use_cache=False)
     finally:
         for handle in handles:

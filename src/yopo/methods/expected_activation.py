@@ -52,8 +52,9 @@ from torch import nn
 
 from ..adapters import FFNAdapter, get_adapter
 from ..errors import ConfigError
-from .base import NeuronSelectionMethod, PruneContext, kept_width
 from ..modeling.modeling_yopo_sliced import SlicedForCausalLM
+from ..progress import progress
+from .base import NeuronSelectionMethod, PruneContext, kept_width
 
 MEANS = ("none", "gate_direction")
 FIRST_LAYER_MEANS = ("attention", "gate_direction")
@@ -298,7 +299,8 @@ class ExpectedActivation(NeuronSelectionMethod):
                 first = "attention"
         act, z = activation_function(model, adapter), standard_normal_pairs(self.samples)
         rows = []
-        for block, mu, var in zip(blocks, means, noise):
+        for block, mu, var in progress(list(zip(blocks, means, noise)),
+                                       desc="expected activation scores (layers)"):
             size = expected_output_size([lin.weight.detach() for lin in block.ffn_in],
                                         [lin.bias.detach() if lin.bias is not None else None
                                          for lin in block.ffn_in], mu, var, act, z,

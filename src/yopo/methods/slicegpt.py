@@ -37,9 +37,10 @@ from torch import nn
 
 from ..adapters import FFNAdapter
 from ..adapters.base import ResidualBranch, ResidualLayout
-from .base import PruneContext, PruningMethod, kept_width
 from ..data.calibration import Calibration, generation_options_not_applying
 from ..modeling.modeling_yopo_sliced import SlicedForCausalLM, install_norm, set_parameter
+from ..progress import progress
+from .base import PruneContext, PruningMethod, kept_width
 
 
 class _Stop(Exception):
@@ -210,7 +211,8 @@ def rotate_and_slice(model: nn.Module, adapter: FFNAdapter, layout: ResidualLayo
     energy = [kept]
     for name in layout.embeddings:
         _set(model, f"{name}.weight", _weight(model, name) @ q, model.get_submodule(name).weight)
-    for layer, branches in zip(layers, layout.layers):
+    for layer, branches in progress(list(zip(layers, layout.layers)),
+                                    desc="SliceGPT layers (rotate and slice)"):
         inputs = [((hidden.double() @ q).to(hidden.dtype), args, kwargs)
                   for hidden, args, kwargs in inputs]
         for j, branch in enumerate(branches):

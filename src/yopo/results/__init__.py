@@ -15,12 +15,13 @@ from .schema import (COLUMNS, WANDB_SUBDIR, ResultsError, frame, is_complete, re
                      run_row, summary_from_record)
 from .sources import (configured_runs_dir, layer_ks, load_runs, load_spectra_for, run_folders,
                       wandb_run_id)
-from .tables import (eval_sets, recovery_table, regime_table, speedup_columns, zeroshot_runs,
-                     zeroshot_table)
+from .tables import (eval_sets, recovery_table, regime_table, speedup_columns, speedup_label,
+                     throughput_table, zeroshot_runs, zeroshot_table)
 
 __all__ = ["COLUMNS", "DEFAULT_FIGURES_DIR", "DEFAULT_TABLES_DIR", "METRICS_FILE",
            "WANDB_SUBDIR", "ResultsError", "configured_runs_dir", "describe_source",
            "eval_sets", "frame", "is_complete", "layer_ks", "load_runs", "load_spectra_for",
            "output_dirs", "provenance", "record_from_summary", "recovery_table",
-           "regime_table", "run_folders", "run_row", "speedup_columns", "summary_from_record",
+           "regime_table", "run_folders", "run_row", "speedup_columns", "speedup_label",
+           "summary_from_record", "throughput_table",
            "wandb_run_id", "write_figure", "write_table", "zeroshot_runs", "zeroshot_table"]

@@ -166,6 +166,35 @@ def regime_table(runs: pd.DataFrame, models: Iterable[str] | None = None,
     return table.astype({c: "Int64" if c == "n" else float for c in columns[5:]})
 
 
+def throughput_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, method and ratio (runs scored on different evaluation subsets apart):
+    the number of runs, the fraction of parameters removed, and the mean of every speed and
+    memory column the runs recorded, beside the paper's tokens/s where it reports them."""
+    speed_cols = ["speedup", "ideal_speedup"] + sorted(
+        c for c in runs.columns if c.startswith(("throughput_", "peak_memory_bytes_"))
+        and runs[c].notna().any())
+    keys = ["model", "method", "ratio_target", "eval_sets"]
+    runs = runs.assign(eval_sets=eval_sets(runs))
+    table = (runs.groupby(keys).agg(n=("run_dir", "size"),
+                                    params_removed=("params_removed_fraction", "mean"),
+                                    **{c: (c, "mean") for c in speed_cols})
+             .reset_index().rename(columns={"ratio_target": "ratio"}))
+    for key in ("dense", "pruned", "speedup"):
+        table[f"paper {key}"] = [(paper.throughput(m, r) or {}).get(key)
+                                 for m, r in zip(table["model"], table["ratio"])]
+    return table
+
+
+def speedup_label(column: str) -> str:
+    """A speedup column in words: "throughput_settings_bs8_speedup_decode" -> "decode, batch 8",
+    "speedup" -> "speedup"."""
+    batch = re.search(r"_bs(\d+)_", column)
+    phase = re.search(r"speedup_(prefill|decode)$", column)
+    if not phase:
+        return column.removeprefix("throughput_").replace("_", " ")
+    return phase.group(1) + (f", batch {batch.group(1)}" if batch else "")
+
+
 def speedup_columns(runs: pd.DataFrame) -> list[tuple[str, str | None]]:
     """(measured, ideal) speedup column pairs that hold values: `speedup` with `ideal_speedup`,
     and per phase `throughput_..._speedup_<phase>` with `throughput_ideal_speedup_<phase>`."""

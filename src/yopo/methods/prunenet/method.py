@@ -20,14 +20,14 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ...adapters import FFNAdapter
 from ...errors import ConfigError
+from ...progress import progress
+from ..base import NeuronSelectionMethod, PruneContext
 from .policy import RowPolicy, reuse_or_train
 from .spectrum import (RowSubsetKS, check_spectrum_method, default_workers, layer_batches,
                         single_threaded_torch)
-from ..base import NeuronSelectionMethod, PruneContext
 
 REWARDS = ("neg_ks", "inv_ks")
 DEPTH_WEIGHTS = ("linear", "gamma_power", "uniform")
@@ -163,13 +163,15 @@ class PruneNet(NeuronSelectionMethod):
         layer_w = depth_weights(num_layers, self.depth_weight, self.gamma).to(device)
         ema = None
         best_state, best_ks, history = None, float("inf"), []
-        for _ in tqdm(range(self.episodes), desc="policy episodes", leave=False):
+        bar = progress(range(self.episodes), desc="policy episodes")
+        for _ in bar:
             with torch.no_grad():
                 scores = self._all_scores(policy, layers, device)  # [L, m]
                 order = gumbel_topk(scores.expand(samples, -1, -1), k, gen)  # [S, L, k]
                 ks = penalty(torch.cat([scores.topk(k, dim=-1).indices[None], order]))
             greedy_ks = ks[0].mean().item()  # [1 + S, L]: row 0 is the greedy top-k
             history.append(greedy_ks)
+            bar.set_postfix(ks=f"{greedy_ks:.4f}", best=f"{min(best_ks, greedy_ks):.4f}")
             if greedy_ks < best_ks:  # this state is the one that produced greedy_ks
                 best_ks, best_state = greedy_ks, copy.deepcopy(policy.state_dict())
             returns = discounted_returns(self._rewards(ks[1:]), self.gamma)  # [S, L]

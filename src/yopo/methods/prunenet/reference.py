@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from scipy import stats
 from torch import nn
-from tqdm.auto import tqdm
 
 from ...adapters import FFNAdapter
 from ...errors import ConfigError
-from .policy import FullMatrixPolicy, reuse_or_train
+from ...progress import progress
 from ..base import NeuronSelectionMethod, PruneContext
+from .policy import FullMatrixPolicy, reuse_or_train
 
 PRUNE_WITH = ("last", "best")
 IDENTICAL_SPECTRA_REWARD = 99999.0  # theirs, when KS = 0
@@ -89,7 +89,7 @@ class PruneNetReference(NeuronSelectionMethod):
         discounts = layer_discounts(len(layers), self.discount)
         history, best_total, best_episode, best_state = [], -float("inf"), -1, None
         skipped = 0  # steps with non-finite gradients, skipped as their GradScaler skips them
-        bar = tqdm(range(self.episodes), desc="policy episodes (authors' algorithm)")
+        bar = progress(range(self.episodes), desc="policy episodes (authors' algorithm)")
         for episode in bar:
             actions, rewards = [], []
             with torch.no_grad():
