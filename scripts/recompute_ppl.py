@@ -36,8 +36,10 @@ def recompute(run_dir: Path, data_dir: str, device: str = "cpu",
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True,
                                                  dtype=dtype).to(device).eval()
-    _, evaluation = split_calibration(wikitext2_token_ids(tokenizer, data_dir),
-                                      int(protocol["calibration_tokens"]))
+    calibration, evaluation = split_calibration(wikitext2_token_ids(tokenizer, data_dir),
+                                                int(protocol["calibration_tokens"]))
+    if protocol.get("text", "evaluation") == "calibration":  # a tuning run (eval=tuning)
+        evaluation = calibration
     seqlen, chunks = int(protocol["seqlen"]), int(protocol["chunks"])
     nll, tokens = 0.0, 0
     with torch.no_grad():

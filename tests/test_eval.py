@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from yopo.adapters import get_adapter
 from yopo.config import compose
 from yopo.data import DataError
+from yopo.errors import ConfigError
 from yopo.data.wikitext import split_calibration, wikitext2_token_ids
 from yopo.eval import dense_cache_path
 from yopo.eval.perplexity import wikitext2_perplexity
@@ -71,6 +72,24 @@ def test_perplexity_equals_a_direct_loop_over_chunks(tiny_llama, data_dir):
             nll += F.cross_entropy(logits[:-1], chunk[1:], reduction="sum").item()
     assert result["value"] == pytest.approx(math.exp(nll / (chunks * (seqlen - 1))), rel=1e-5)
     assert result["tokens"] == chunks * (seqlen - 1) and result["chunks"] == chunks
+
+
+def test_tuning_perplexity_reads_only_the_calibration_slice(tiny_llama, data_dir):
+    model, tokenizer = tiny_llama
+    seqlen, calibration = 64, 1000
+    result = wikitext2_perplexity(model, tokenizer, data_dir, calibration, seqlen=seqlen,
+                                  max_chunks=2, text="calibration")
+    ids = wikitext2_token_ids(tokenizer, data_dir)
+    held_out = ids[ids.numel() - calibration:]  # the last 1000 tokens, nothing before them
+    with torch.no_grad():
+        losses = [model(c[None], labels=c[None]).loss.item()  # transformers' own mean NLL
+                  for c in (held_out[:seqlen], held_out[seqlen:2 * seqlen])]
+    assert result["value"] == pytest.approx(math.exp(sum(losses) / 2), rel=1e-5)
+    assert result["text"] == "calibration"
+    with pytest.raises(ConfigError, match="eval.perplexity.text"):
+        wikitext2_perplexity(model, tokenizer, data_dir, calibration, text="test")
+    cfg = compose(["model=tiny_llama", "eval=tuning"])
+    assert cfg.eval.perplexity.text == "calibration" and not cfg.eval.tasks
 
 
 def test_throughput_is_positive_and_ideal_speedup_matches_the_formula(tiny_llama):

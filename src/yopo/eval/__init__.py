@@ -17,10 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data import data_file
 from ..data.wikitext import wikitext2_text
-from ..errors import YopoError
+from ..errors import ConfigError, YopoError
 from ..io import write_json
 from .tasks.local_data import FILES
-from .perplexity import wikitext2_perplexity
+from .perplexity import TEXTS, wikitext2_perplexity
 from .throughput import compare_throughput
 from ..paper import TASK_METRICS
 from .zeroshot import check_options, evaluate_zeroshot
@@ -38,6 +38,9 @@ def check_eval(cfg: DictConfig) -> None:
                 for relative in FILES[task]:
                     data_file(cfg.data.dir, relative)
     if e.perplexity is not None:
+        if e.perplexity.text not in TEXTS:
+            raise ConfigError(f"eval.perplexity.text={e.perplexity.text} is unknown: use "
+                              f"{' or '.join(TEXTS)}")
         wikitext2_text(cfg.data.dir)  # checks the file
 
 
