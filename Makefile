@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export WANDB_MODE ?= offline
 
-.PHONY: setup setup-gemma demo test clean-results repro repro-smoke
+.PHONY: setup setup-gemma demo test test-fast clean-results repro repro-smoke
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: setup
 
 test: setup
 	$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast loop: everything but the tests marked slow (subprocesses, notebook kernels, real
+# models); `make test` (the README's command and CI's) still runs all of them.
+test-fast: setup
+	$(OFFLINE) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean-results:
 	rm -rf results/runs

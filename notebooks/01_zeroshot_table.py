@@ -48,10 +48,8 @@ models = None       # models to show; None: every measured model but phi2, plus 
 from yopo import paper, results
 from yopo.config import experiment_grid
 
-runs = results.load_runs(source, runs_dir=runs_dir, project=project)
-tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
-loaded = results.describe_source(runs, source, runs_dir, project)
-print(loaded)
+runs, tables_dir, figures_dir, loaded = results.open_runs(source, runs_dir, project, tables_dir,
+                                                          figures_dir)
 
 # %%
 shown = models or sorted((set(runs["model"]) - {"phi2"}) | {"llama2_7b"})
@@ -73,8 +71,6 @@ if per_run.empty:
 elif per_run["limit"].notna().any():
     notes.append(f"Subset evaluation (eval limit {per_run['limit'].max():g} per task): "
                  "not comparable with the paper's full sets.")
-note = "\n".join(f"- {n}" for n in notes)
-results.write_table(table, tables_dir, "01_zeroshot", note)
+note = results.save_table(table, tables_dir, "01_zeroshot", notes)
 results.write_table(per_run, tables_dir, "01_zeroshot_runs", note)
-print(note)
 table

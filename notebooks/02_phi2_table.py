@@ -42,10 +42,8 @@ experiment = "paper_phi2"  # the experiment whose grid's methods get columns
 from yopo import paper, results
 from yopo.config import experiment_grid
 
-runs = results.load_runs(source, runs_dir=runs_dir, project=project)
-tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
-loaded = results.describe_source(runs, source, runs_dir, project)
-print(loaded)
+runs, tables_dir, figures_dir, loaded = results.open_runs(source, runs_dir, project, tables_dir,
+                                                          figures_dir)
 
 # %%
 measured = runs[runs["model"] == model]
@@ -69,8 +67,6 @@ elif per_run.empty:
 elif per_run["limit"].notna().any():
     notes.append(f"Subset evaluation (eval limit {per_run['limit'].max():g} per task): "
                  "not comparable with the paper's full sets.")
-note = "\n".join(f"- {n}" for n in notes)
-results.write_table(table, tables_dir, f"02_{model}_zeroshot", note)
+note = results.save_table(table, tables_dir, f"02_{model}_zeroshot", notes)
 results.write_table(per_run, tables_dir, f"02_{model}_zeroshot_runs", note)
-print(note)
 table

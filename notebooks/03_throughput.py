@@ -42,10 +42,8 @@ figures_dir = None  # None: results/figures under the repository root
 # %%
 from yopo import paper, results
 
-runs = results.load_runs(source, runs_dir=runs_dir, project=project)
-tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
-loaded = results.describe_source(runs, source, runs_dir, project)
-print(loaded)
+runs, tables_dir, figures_dir, loaded = results.open_runs(source, runs_dir, project, tables_dir,
+                                                          figures_dir)
 
 # %%
 import matplotlib.pyplot as plt
@@ -59,9 +57,7 @@ notes = [loaded + ".", "Means over seeds; tokens/s and speedups as the runs reco
 if not pairs:
     notes.append("No throughput measurements in these runs (eval=none, or throughput: null): "
                  "the speed columns are empty and no figure is drawn. Rerun with eval=default.")
-note = "\n".join(f"- {n}" for n in notes)
-results.write_table(table, tables_dir, "03_throughput", note)
-print(note)
+note = results.save_table(table, tables_dir, "03_throughput", notes)
 table
 
 # %%

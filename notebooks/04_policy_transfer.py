@@ -44,30 +44,16 @@ figures_dir = None  # None: results/figures under the repository root
 # %%
 from yopo import results
 
-runs = results.load_runs(source, runs_dir=runs_dir, project=project)
-tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
-loaded = results.describe_source(runs, source, runs_dir, project)
-print(loaded)
+runs, tables_dir, figures_dir, loaded = results.open_runs(source, runs_dir, project, tables_dir,
+                                                          figures_dir)
 
 # %%
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-MEASURES = {"zs_avg": "zero-shot average (%)", "ppl_wikitext2": "WikiText-2 perplexity",
-            "ks_mean_dense_vs_pruned": "mean KS(original, pruned)"}
-SCALE = {"zs_avg": 100.0}  # fractions -> percent
-
-# recovery fine-tuning changes the pruned model after the policy has acted: those runs would
-# blur the comparison, so the matrices hold runs without it
-with_policy = runs[runs["policy_train_ratio"].notna() & runs["rft"].isna()].copy()
-for col, factor in SCALE.items():
-    with_policy[col] = with_policy[col] * factor
-long = (with_policy.groupby(["model", "method", "policy_train_ratio", "ratio_target",
-                             "policy_transferred"])
-        .agg(n=("run_dir", "size"), **{c: (c, "mean") for c in MEASURES})
-        .reset_index()
-        .rename(columns={"policy_train_ratio": "train ratio", "ratio_target": "reuse ratio",
-                         "policy_transferred": "transferred"}))
+# runs pruned by a policy, without recovery fine-tuning (it changes the model after the policy)
+with_policy = results.policy_runs(runs)
+long = results.transfer_table(runs)
 
 notes = [loaded + f"; {len(with_policy)} with a policy, "
          f"{int(with_policy['policy_transferred'].sum())} of them reusing a saved one.",
@@ -78,28 +64,21 @@ if with_policy.empty:
 elif not with_policy["policy_transferred"].any():
     notes.append("No run reuses a policy yet: only the diagonal is filled. Regenerate with "
                  "`python src/run.py -m transfer=from_0.3`.")
-note = "\n".join(f"- {n}" for n in notes)
-results.write_table(long, tables_dir, "04_policy_transfer", note)
-print(note)
+note = results.save_table(long, tables_dir, "04_policy_transfer", notes)
 long
 
 # %%
-for (model, method), group in with_policy.groupby(["model", "method"]):
-    for measure, label in MEASURES.items():
-        if group[measure].isna().all():
-            continue
-        matrix = group.pivot_table(index="policy_train_ratio", columns="ratio_target",
-                                   values=measure, aggfunc="mean")
-        name = f"04_transfer_{model}_{method}_{measure}"
-        shown = matrix.rename(columns=lambda r: f"reuse {r:g}").rename_axis(None, axis=1)
-        results.write_table(shown.reset_index().rename(columns={"policy_train_ratio":
-                                                                 "train ratio"}),
-                            tables_dir, name, f"- {model} / {method}: {label}; rows: train "
-                            "ratio, columns: reuse ratio. " + notes[0])
-        fig, ax = plt.subplots(figsize=(1.2 * matrix.shape[1] + 2.5, 1.0 * matrix.shape[0] + 1.8))
-        sns.heatmap(matrix, annot=True, fmt=".3g", cmap="viridis", ax=ax,
-                    cbar_kws={"label": label})
-        ax.set(xlabel="reuse ratio", ylabel="train ratio", title=f"{model} / {method}")
-        fig.tight_layout()
-        results.write_figure(fig, figures_dir, name)
-        plt.show()
+for (model, method, subset, measure), matrix in results.transfer_matrices(runs).items():
+    label = results.TRANSFER_MEASURES[measure]
+    name = f"04_transfer_{model}_{method}_{measure}" + ("" if subset == "full" else
+                                                        f"_limit{subset.split()[1]}")
+    shown = matrix.rename(columns=lambda r: f"reuse {r:g}").rename_axis(None, axis=1)
+    results.write_table(shown.reset_index().rename(columns={"policy_train_ratio": "train ratio"}),
+                        tables_dir, name, f"- {model} / {method} ({subset}): {label}; rows: "
+                        "train ratio, columns: reuse ratio. " + notes[0])
+    fig, ax = plt.subplots(figsize=(1.2 * matrix.shape[1] + 2.5, 1.0 * matrix.shape[0] + 1.8))
+    sns.heatmap(matrix, annot=True, fmt=".3g", cmap="viridis", ax=ax, cbar_kws={"label": label})
+    ax.set(xlabel="reuse ratio", ylabel="train ratio", title=f"{model} / {method} ({subset})")
+    fig.tight_layout()
+    results.write_figure(fig, figures_dir, name)
+    plt.show()

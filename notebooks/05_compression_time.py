@@ -41,40 +41,20 @@ figures_dir = None  # None: results/figures under the repository root
 # %%
 from yopo import paper, results
 
-runs = results.load_runs(source, runs_dir=runs_dir, project=project)
-tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
-loaded = results.describe_source(runs, source, runs_dir, project)
-print(loaded)
+runs, tables_dir, figures_dir, loaded = results.open_runs(source, runs_dir, project, tables_dir,
+                                                          figures_dir)
 
 # %%
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-keys = ["model", "method", "device", "policy_transferred", "rft"]
-table = (runs.groupby(keys, dropna=False)
-         .agg(n=("run_dir", "size"),
-              ratios=("ratio_target", lambda r: " ".join(f"{x:g}" for x in sorted(set(r)))),
-              compression_s=("compression_seconds", "mean"),
-              compression_s_std=("compression_seconds", "std"),
-              compression_s_min=("compression_seconds", "min"),
-              compression_s_max=("compression_seconds", "max"),
-              policy_train_s=("policy_train_seconds", "mean"),
-              rft_s=("rft_seconds", "mean"),
-              total_s=("total_seconds", "mean"))
-         .reset_index().rename(columns={"policy_transferred": "reused policy"}))
-table["paper compression_s"] = [
-    paper.compression_seconds(m) if method == "prunenet" and not reused else None
-    for m, method, reused in zip(table["model"], table["method"], table["reused policy"])]
-table["rft"] = table["rft"].fillna("none")
-table = table.astype({"paper compression_s": float})
+table = results.compression_table(runs)
 
 notes = [loaded + ".", "Seconds; mean (std, min, max) over the runs of each row, ratios "
          "pooled. `paper compression_s`: PruneNet on LLaMA-2-7B, " + paper.CITATION + "."]
 if runs.empty:
     notes.append("No runs here: the table is empty and no figure is drawn.")
-note = "\n".join(f"- {n}" for n in notes)
-results.write_table(table, tables_dir, "05_compression_time", note)
-print(note)
+note = results.save_table(table, tables_dir, "05_compression_time", notes)
 table
 
 # %%

@@ -44,10 +44,8 @@ ratio = None        # the ratio whose methods are compared in the ECDFs; None: t
 # %%
 from yopo import results
 
-runs = results.load_runs(source, runs_dir=runs_dir, project=project)
-tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
-loaded = results.describe_source(runs, source, runs_dir, project)
-print(loaded)
+runs, tables_dir, figures_dir, loaded = results.open_runs(source, runs_dir, project, tables_dir,
+                                                          figures_dir)
 
 # %%
 import matplotlib.pyplot as plt
@@ -62,10 +60,8 @@ notes = [loaded + f"; {ks['run_dir'].nunique()} of them saved spectra.",
 if ks.empty:
     notes.append("No spectra saved in these runs: nothing to draw. Rerun them (they save "
                  "spectra.safetensors) with skip_existing=false.")
-note = "\n".join(f"- {n}" for n in notes)
-results.write_table(ks.rename(columns={"ratio_target": "ratio"}), tables_dir, "06_ks_per_layer",
-                    note)
-print(note)
+results.save_table(ks.rename(columns={"ratio_target": "ratio"}), tables_dir, "06_ks_per_layer",
+                   notes)
 ks.pivot_table(index=["model", "method", "ratio_target", "policy_transferred"],
                columns="layer", values="ks") if not ks.empty else ks
 

@@ -42,10 +42,8 @@ figures_dir = None  # None: results/figures under the repository root
 # %%
 from yopo import paper, results
 
-runs = results.load_runs(source, runs_dir=runs_dir, project=project)
-tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
-loaded = results.describe_source(runs, source, runs_dir, project)
-print(loaded)
+runs, tables_dir, figures_dir, loaded = results.open_runs(source, runs_dir, project, tables_dir,
+                                                          figures_dir)
 
 # %%
 import matplotlib.pyplot as plt
@@ -58,9 +56,7 @@ notes = [loaded + ".", "`avg`: five-task zero-shot average in percent (the metri
          paper.CITATION + "."]
 if table.empty:
     notes.append("No runs with recovery fine-tuning here: run the commands above.")
-note = "\n".join(f"- {n}" for n in notes)
-results.write_table(table, tables_dir, "08_recovery", note)
-print(note)
+note = results.save_table(table, tables_dir, "08_recovery", notes)
 table
 
 # %%

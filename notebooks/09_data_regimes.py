@@ -47,9 +47,8 @@ import matplotlib.pyplot as plt
 
 from yopo import results
 
-runs = results.load_runs(source, runs_dir=runs_dir, project=project)
-tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
-loaded = results.describe_source(runs, source, runs_dir, project)
+runs, tables_dir, figures_dir, loaded = results.open_runs(source, runs_dir, project, tables_dir,
+                                                          figures_dir)
 table = results.regime_table(runs, models, reference)
 notes = [loaded + ".",
          f"ppl: WikiText-2 token perplexity; avg: five-task zero-shot average in percent; "
@@ -59,9 +58,7 @@ notes = [loaded + ".",
          "samples), calibration text (the held-out WikiText-2 slice)."]
 if table.empty:
     notes.append("No evaluated runs yet: run the command in the header.")
-note = "\n".join(f"- {n}" for n in notes)
-results.write_table(table, tables_dir, "09_data_regimes", note)
-print(note)
+note = results.save_table(table, tables_dir, "09_data_regimes", notes)
 table
 
 # %%

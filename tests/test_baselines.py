@@ -220,6 +220,7 @@ def test_slicegpt_loses_nothing_when_the_stream_has_low_rank(tiny, slice_head, c
     assert ((sliced - dense).abs().max() / dense.abs().max()).item() < 1e-4
 
 
+@pytest.mark.slow  # a subprocess without yopo on its path
 def test_slicegpt_checkpoint_reloads_without_yopo(calibration_slice, token_batch, tmp_path):
     """The checkpoint carries its modeling code: a Python that cannot import yopo reloads it."""
     model, tokenizer = load_tiny("tiny_llama")

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from yopo.config import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # every test starts src/run.py in a subprocess (~10 s each)
 RUN = [sys.executable, str(REPO_ROOT / "src" / "run.py")]
 FAST = ["model=tiny_llama", "method.episodes=2", "eval=none"]
 

@@ -5,11 +5,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from yopo.config import REPO_ROOT
 
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
+@pytest.mark.slow  # two subprocesses
 def test_recomputed_perplexity_matches_the_record_and_catches_a_wrong_one(tmp_path):
     subprocess.run([sys.executable, "src/run.py", "model=tiny_llama", "method=random",
                     "ratio=0.25", "eval.tasks=[]", "eval.throughput=null", "logger=none",

@@ -46,6 +46,7 @@ class FakeApi:
         return list(self._runs)
 
 
+@pytest.mark.slow  # the tiny sweep: src/run.py subprocesses
 def test_local_loader_reads_every_run_of_the_sweep(runs_dir):
     df = results.load_runs("local", runs_dir=runs_dir)
     expected = {run_dir(runs_dir, r): False for r in RATIOS}
@@ -71,6 +72,7 @@ def test_local_loader_reads_every_run_of_the_sweep(runs_dir):
     assert transferred["ratio_target"] == TRANSFER[1]
 
 
+@pytest.mark.slow  # the tiny sweep: src/run.py subprocesses
 def test_wandb_source_gives_the_same_frame_as_local(runs_dir):
     local = results.load_runs("local", runs_dir=runs_dir)
     logged = [FakeRun(f"id{i}", results.summary_from_record(metrics_of(p), p))
@@ -87,6 +89,7 @@ def test_wandb_source_gives_the_same_frame_as_local(runs_dir):
     assert set(remote["wandb_id"]) == {f"id{i}" for i in range(len(local))}
 
 
+@pytest.mark.slow  # the tiny sweep: src/run.py subprocesses
 def test_wandb_source_keeps_the_latest_log_of_a_run_folder(runs_dir):
     folder = run_dir(runs_dir, RATIOS[0])
     old, new = metrics_of(folder), metrics_of(folder)
@@ -159,6 +162,7 @@ def test_loader_copes_with_missing_partial_and_broken_runs(tmp_path):
         results.load_runs("sql")
 
 
+@pytest.mark.slow  # the tiny sweep: src/run.py subprocesses
 def test_spectra_agree_with_the_methods_own_ks(runs_dir):
     for folder in results.run_folders(runs_dir):
         spectra = load_spectra(folder)
@@ -194,6 +198,7 @@ def test_spectra_files_fail_clearly(tmp_path):
         load_spectra(tmp_path)
 
 
+@pytest.mark.slow  # the tiny sweep: src/run.py subprocesses
 def test_layer_ks_reads_every_runs_spectra(runs_dir, tmp_path):
     df = results.load_runs(runs_dir=runs_dir)
     ks = results.layer_ks(df)

@@ -15,6 +15,8 @@ from yopo.config import compose
 from yopo.errors import ConfigError
 from tiny_runs import RATIOS, run_dir, tiny_sweep
 
+pytestmark = pytest.mark.slow  # the tiny sweep (three src/run.py subprocesses) and wandb's CLI
+
 
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory):

@@ -8,20 +8,23 @@
 - `tables`: the notebooks' tables, pure functions of that frame;
 - `report`: writing tables and figures, and the line that says where their runs came from.
 """
-from .report import (DEFAULT_FIGURES_DIR, DEFAULT_TABLES_DIR, describe_source, output_dirs,
-                     provenance, write_figure, write_table)
+from .report import (DEFAULT_FIGURES_DIR, DEFAULT_TABLES_DIR, describe_source, open_runs,
+                     output_dirs, provenance, save_table, write_figure, write_table)
 from ..identity import METRICS_FILE
 from .schema import (COLUMNS, WANDB_SUBDIR, ResultsError, frame, is_complete, record_from_summary,
                      run_row, summary_from_record)
 from .sources import (configured_runs_dir, layer_ks, load_runs, load_spectra_for, run_folders,
                       wandb_run_id)
-from .tables import (eval_sets, recovery_table, regime_table, speedup_columns, speedup_label,
-                     throughput_table, zeroshot_runs, zeroshot_table)
+from .tables import (TRANSFER_MEASURES, compression_table, eval_sets, policy_runs,
+                     recovery_table, regime_table, speedup_columns, speedup_label,
+                     throughput_table, transfer_matrices, transfer_table, zeroshot_runs,
+                     zeroshot_table)
 
-__all__ = ["COLUMNS", "DEFAULT_FIGURES_DIR", "DEFAULT_TABLES_DIR", "METRICS_FILE",
+__all__ = ["COLUMNS", "TRANSFER_MEASURES", "compression_table", "policy_runs",
+           "transfer_matrices", "transfer_table", "DEFAULT_FIGURES_DIR", "DEFAULT_TABLES_DIR", "METRICS_FILE",
            "WANDB_SUBDIR", "ResultsError", "configured_runs_dir", "describe_source",
            "eval_sets", "frame", "is_complete", "layer_ks", "load_runs", "load_spectra_for",
-           "output_dirs", "provenance", "record_from_summary", "recovery_table",
-           "regime_table", "run_folders", "run_row", "speedup_columns", "speedup_label",
+           "open_runs", "output_dirs", "provenance", "record_from_summary", "recovery_table",
+           "regime_table", "run_folders", "run_row", "save_table", "speedup_columns", "speedup_label",
            "summary_from_record", "throughput_table",
            "wandb_run_id", "write_figure", "write_table", "zeroshot_runs", "zeroshot_table"]

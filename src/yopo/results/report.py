@@ -53,6 +53,30 @@ def describe_source(runs: pd.DataFrame, source: str, runs_dir: str | os.PathLike
     return f"{len(runs)} complete runs from {where}" + (f", {said}" if said else "")
 
 
+def open_runs(source: str, runs_dir: str | os.PathLike | None, project: str,
+              tables_dir: str | os.PathLike | None, figures_dir: str | os.PathLike | None
+              ) -> tuple[pd.DataFrame, Path, Path, str]:
+    """A notebook's first cell: (runs, tables_dir, figures_dir, the line saying where the runs
+    came from, printed too). The parameters are the notebook's own (None = the defaults)."""
+    from .sources import load_runs
+
+    runs = load_runs(source, runs_dir=runs_dir, project=project)
+    tables, figures = output_dirs(tables_dir, figures_dir)
+    loaded = describe_source(runs, source, runs_dir, project)
+    print(loaded)
+    return runs, tables, figures, loaded
+
+
+def save_table(table: pd.DataFrame, tables_dir: str | os.PathLike, name: str,
+               notes: list[str]) -> str:
+    """A notebook's table: `name`.csv and `name`.md with the notes as bullets above it; prints
+    and returns the notes."""
+    note = "\n".join(f"- {n}" for n in notes)
+    write_table(table, tables_dir, name, note)
+    print(note)
+    return note
+
+
 def write_table(table: pd.DataFrame, tables_dir: str | os.PathLike, name: str,
                 note: str = "") -> tuple[Path, Path]:
     """`name`.csv (full precision) and `name`.md (rounded, with `note` above), atomically."""

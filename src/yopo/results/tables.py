@@ -166,6 +166,66 @@ def regime_table(runs: pd.DataFrame, models: Iterable[str] | None = None,
     return table.astype({c: "Int64" if c == "n" else float for c in columns[5:]})
 
 
+TRANSFER_MEASURES = {"zs_avg": "zero-shot average (%)", "ppl_wikitext2": "WikiText-2 perplexity",
+                     "ks_mean_dense_vs_pruned": "mean KS(original, pruned)"}
+
+
+def policy_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs pruned by a policy (trained or reused), without recovery fine-tuning (it changes
+    the model after the policy acted), zero-shot in percent, with their evaluation subset."""
+    with_policy = runs[runs["policy_train_ratio"].notna() & runs["rft"].isna()]
+    return with_policy.assign(zs_avg=100 * with_policy["zs_avg"],
+                              eval_sets=eval_sets(with_policy))
+
+
+def transfer_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Policy transfer, long form: one row per model, method, evaluation subset, train ratio
+    and reuse ratio (mean over seeds) with each of TRANSFER_MEASURES."""
+    long = (policy_runs(runs)
+            .groupby(["model", "method", "eval_sets", "policy_train_ratio", "ratio_target",
+                      "policy_transferred"])
+            .agg(n=("run_dir", "size"), **{c: (c, "mean") for c in TRANSFER_MEASURES})
+            .reset_index())
+    return long.rename(columns={"policy_train_ratio": "train ratio", "ratio_target": "reuse ratio",
+                                "policy_transferred": "transferred"})
+
+
+def transfer_matrices(runs: pd.DataFrame) -> dict[tuple[str, str, str, str], pd.DataFrame]:
+    """{(model, method, evaluation subset, measure): train ratio x reuse ratio matrix}, for the
+    measures the runs hold."""
+    matrices = {}
+    for (model, method, subset), group in policy_runs(runs).groupby(
+            ["model", "method", "eval_sets"]):
+        for measure in TRANSFER_MEASURES:
+            if group[measure].notna().any():
+                matrices[(model, method, subset, measure)] = group.pivot_table(
+                    index="policy_train_ratio", columns="ratio_target", values=measure,
+                    aggfunc="mean")
+    return matrices
+
+
+def compression_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Compression time per model, method, device, reused policy and RFT setting: seconds,
+    mean (std, min, max) over the runs, ratios pooled, beside the paper's PruneNet time."""
+    keys = ["model", "method", "device", "policy_transferred", "rft"]
+    table = (runs.groupby(keys, dropna=False)
+             .agg(n=("run_dir", "size"),
+                  ratios=("ratio_target", lambda r: " ".join(f"{x:g}" for x in sorted(set(r)))),
+                  compression_s=("compression_seconds", "mean"),
+                  compression_s_std=("compression_seconds", "std"),
+                  compression_s_min=("compression_seconds", "min"),
+                  compression_s_max=("compression_seconds", "max"),
+                  policy_train_s=("policy_train_seconds", "mean"),
+                  rft_s=("rft_seconds", "mean"),
+                  total_s=("total_seconds", "mean"))
+             .reset_index().rename(columns={"policy_transferred": "reused policy"}))
+    table["paper compression_s"] = [
+        paper.compression_seconds(m) if method == "prunenet" and not reused else None
+        for m, method, reused in zip(table["model"], table["method"], table["reused policy"])]
+    table["rft"] = table["rft"].fillna("none")
+    return table.astype({"paper compression_s": float})
+
+
 def throughput_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per model, method and ratio (runs scored on different evaluation subsets apart):
     the number of runs, the fraction of parameters removed, and the mean of every speed and
