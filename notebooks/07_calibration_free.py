@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # Calibration-free pruning (issue 8): the sweep, the ablation, per-layer sensitivity
+# # Calibration-free pruning: the sweep, the ablation, per-layer sensitivity
 #
 # `method=expected_activation` scores FFN neurons from the weights alone (no text, no
 # activations) under a Gaussian input model whose mean, the residual stream's constant "DC"
@@ -27,19 +27,22 @@
 #    scores rank neurons by their measured activity, layer by layer.
 #
 # **Reads** every complete run under `runs_dir` (or in the wandb project) through
-# `yopo.results.load_runs` for the sweep, and the issue-8 experiment CSVs in `issue8_dir`
-# (`ablation_calibration.csv`, `tuning_calibration.csv`, `layer_sensitivity.csv`,
-# `layer_diagnostics.csv`).
+# `yopo.results.load_runs` for the sweep, and the calibration-free experiment's CSVs in
+# `experiment_dir` (`ablation_calibration.csv`, `tuning_calibration.csv`,
+# `layer_sensitivity.csv`, `layer_diagnostics.csv`; `experiments/calibration_free/README.md`).
 #
 # **Regenerate the runs** (repository root):
 # ```
 # python src/run.py -m +experiment=smollm2_methods     # every method, expected_activation too
 # python src/run.py -m +experiment=smollm2_methods eval=subset paths.runs_dir=results/runs/subset
 #     # the same on 200 examples per task (a CPU-sized table, ~1.5 h on 2 cores)
-# python scripts/issue8_evaluate.py --part calibration --ratios 0.2 \
-#     --out results/issue8/ablation_calibration.csv --runs <label>=<method>[,<override>...]
-# python scripts/issue8_layer_sensitivity.py --rules random act expected_activation --chunks 2
-# python scripts/issue8_capture.py && python scripts/issue8_diagnostics.py
+# python experiments/calibration_free/evaluate.py --part calibration --ratios 0.2 \
+#     --out experiments/calibration_free/results/ablation_calibration.csv \
+#     --runs <label>=<method>[,<override>...]
+# python experiments/calibration_free/layer_sensitivity.py --rules random act expected_activation \
+#     --chunks 2
+# python experiments/calibration_free/capture.py && \
+#     python experiments/calibration_free/diagnostics.py
 # ```
 # **Writes** `07_sweep`, `07_ablation` and `07_layer_sensitivity` (`.csv`, `.md`) into
 # `tables_dir` and `07_layer_sensitivity.png` into `figures_dir`.
@@ -50,7 +53,7 @@ project = "yopo"    # wandb project, or entity/project (used when source is wand
 runs_dir = None     # None: results/runs under the repository root (or $YOPO_RUNS_DIR)
 tables_dir = None   # None: results/tables under the repository root
 figures_dir = None  # None: results/figures under the repository root
-issue8_dir = None   # None: results/issue8 under the repository root
+experiment_dir = None  # None: experiments/calibration_free/results under the repository root
 
 # %%
 from pathlib import Path
@@ -61,7 +64,8 @@ from yopo import paper, results
 
 runs = results.load_runs(source, runs_dir=runs_dir, project=project)
 tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
-issue8_dir = Path(issue8_dir) if issue8_dir else results.DEFAULT_TABLES_DIR.parent / "issue8"
+experiment_dir = (Path(experiment_dir) if experiment_dir else results.DEFAULT_TABLES_DIR.parents[1]
+                  / "experiments" / "calibration_free" / "results")
 loaded = results.describe_source(runs, source, runs_dir, project)
 print(loaded)
 
@@ -111,7 +115,7 @@ sweep
 # mean (and range) over its seeds.
 
 # %%
-ablation_file = issue8_dir / "ablation_calibration.csv"
+ablation_file = experiment_dir / "ablation_calibration.csv"
 if ablation_file.exists():
     raw = pd.read_csv(ablation_file, keep_default_na=False)
     ablation = (raw.groupby(["label", "method", "overrides", "ratio", "chunks"], sort=False,
@@ -148,8 +152,8 @@ ablation
 # %%
 import matplotlib.pyplot as plt
 
-sensitivity_file = issue8_dir / "layer_sensitivity.csv"
-diagnostics_file = issue8_dir / "layer_diagnostics.csv"
+sensitivity_file = experiment_dir / "layer_sensitivity.csv"
+diagnostics_file = experiment_dir / "layer_diagnostics.csv"
 sensitivity = (pd.read_csv(sensitivity_file) if sensitivity_file.exists() else pd.DataFrame())
 diagnostics = (pd.read_csv(diagnostics_file) if diagnostics_file.exists() else pd.DataFrame())
 per_layer = pd.DataFrame()

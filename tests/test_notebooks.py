@@ -167,7 +167,8 @@ def test_06_spectra(sweep):
 
 
 def test_07_calibration_free(tmp_path):
-    """Synthetic sweep records (perplexity per method) and the committed issue-8 CSVs."""
+    """Synthetic sweep records (perplexity per method) and the committed CSVs of the
+    calibration-free experiment (experiments/calibration_free/results)."""
     runs_dir = tmp_path / "runs"
     ppl = {"activation": 40.0, "random": 200.0, "expected_activation": 46.0}
     for method, value in ppl.items():
@@ -180,8 +181,8 @@ def test_07_calibration_free(tmp_path):
     assert sweep.loc["expected_activation", "ppl / activation"] == pytest.approx(46 / 40)
     assert sweep.loc["expected_activation", "ppl / random"] == pytest.approx(46 / 200)
     assert sweep.loc["random", "zs_avg - activation"] == pytest.approx(0.0)
-    issue8 = REPO_ROOT / "results" / "issue8"
-    raw = pd.read_csv(issue8 / "ablation_calibration.csv")
+    experiment_dir = REPO_ROOT / "experiments" / "calibration_free" / "results"
+    raw = pd.read_csv(experiment_dir / "ablation_calibration.csv")
     ablation = pd.read_csv(tmp_path / "t" / "07_ablation.csv").set_index("label")
     assert list(ablation.index) == list(dict.fromkeys(raw["label"]))
     random_rows = raw[raw["label"] == "random"]
@@ -189,7 +190,7 @@ def test_07_calibration_free(tmp_path):
     assert ablation.loc["random", "ppl"] == pytest.approx(random_rows["ppl"].mean())
     assert ablation.loc["activation_2k", "x activation_2k"] == pytest.approx(1.0)
     per_layer = pd.read_csv(tmp_path / "t" / "07_layer_sensitivity.csv")
-    assert len(per_layer) == len(pd.read_csv(issue8 / "layer_diagnostics.csv"))
+    assert len(per_layer) == len(pd.read_csv(experiment_dir / "layer_diagnostics.csv"))
     assert (tmp_path / "f" / "07_layer_sensitivity.png").stat().st_size > 0
 
 

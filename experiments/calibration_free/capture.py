@@ -1,9 +1,13 @@
 """Diagnostics only (never an input of the method): capture each layer's FFN input on 4
 calibration chunks (2,048 tokens) of the dense model, and the residual stream entering each
-layer, to /tmp/issue8_capture.pt."""
-import sys
-sys.path.insert(0, "scripts")
-from issue8_common import *
+layer, to common.CAPTURE_FILE (experiments/calibration_free/results/capture.pt, not in git),
+which diagnostics.py, input_model.py and noise_shape.py read.
+
+    python experiments/calibration_free/capture.py
+"""
+import torch
+
+from common import CAPTURE_FILE, load, token_chunks
 
 model, tok, ad = load()
 chunks = token_chunks(tok, "calibration", 4)
@@ -20,7 +24,8 @@ with torch.inference_mode():
         model(chunks[s:s + 2], use_cache=False)
 X = torch.stack([torch.cat(ffn_in[i]) for i in range(len(layers))])  # [L, T, d]
 R = torch.stack([torch.cat(resid[i]) for i in range(len(layers))])
+CAPTURE_FILE.parent.mkdir(parents=True, exist_ok=True)
 torch.save({"ffn_in": X, "resid_absmax": R.abs().amax(1), "resid_rms": R.pow(2).mean(1).sqrt(),
             "resid_first_tok": R.view(len(layers), 4, 512, -1)[:, :, 0].clone(),
-            "resid_mean": R.mean(1)}, "/tmp/issue8_capture.pt")
+            "resid_mean": R.mean(1)}, CAPTURE_FILE)
 print(X.shape)

@@ -1,9 +1,12 @@
-"""Issue 8 diagnostics (they use calibration activations to *explain*; the method never does):
-per layer of SmolLM2, how FFN-neuron activity relates to weight statistics, how well the
-weights reveal the input mean (the DC) and covariance. Needs /tmp/issue8_capture.pt from
-scripts/issue8_capture.py (FFN inputs on 4 calibration chunks). Writes one CSV row per layer.
+"""Diagnostics of the calibration-free experiment (they use calibration activations to
+*explain*; the method never does): per layer of SmolLM2, how FFN-neuron activity relates to
+weight statistics, how well the weights reveal the input mean (the DC) and covariance. Needs the
+capture file from capture.py (FFN inputs on 4 calibration chunks; --capture, default
+common.CAPTURE_FILE). Writes one CSV row per layer.
 
-    python scripts/issue8_capture.py && python scripts/issue8_diagnostics.py --out results/issue8/layer_diagnostics.csv
+    python experiments/calibration_free/capture.py
+    python experiments/calibration_free/diagnostics.py \
+        --out experiments/calibration_free/results/layer_diagnostics.csv
 
 Columns (act_j = E|h_j| * ||W_out[:, j]||, sinks = first token of each chunk excluded):
   fire_rate                 mean fraction of tokens with gate pre-activation > 0
@@ -22,28 +25,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from issue8_common import load  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from yopo.methods.expected_activation import (ExpectedActivation, expected_output_size,  # noqa: E402
-                                              gate_directions, standard_normal_pairs)
-
-
-def rank(x):
-    return x.argsort().argsort().double()
-
-
-def spearman(a, b):
-    a, b = rank(a), rank(b)
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / (a.norm() * b.norm()))
+# common first: it sets the environment defaults (HF_HUB_OFFLINE, ...) before yopo loads
+from common import CAPTURE_FILE, RESULTS_DIR, gaussian_score, load, spearman
+from yopo.methods.expected_activation import (ExpectedActivation, gate_directions,
+                                              standard_normal_pairs)
 
 
 def pearson(a, b):
@@ -51,22 +41,10 @@ def pearson(a, b):
     return float((a * b).sum() / (a.norm() * b.norm()))
 
 
-def gaussian_score(block, mean, cov, z):
-    """E|h| * ||W_out col|| for x ~ N(mean, cov) with a full covariance [d, d]."""
-    g, u = (lin.weight.detach().double() for lin in block.ffn_in)
-    ma, mb = g @ mean, u @ mean
-    gs = g @ cov
-    sa, sb = (gs * g).sum(1).sqrt(), ((u @ cov) * u).sum(1).sqrt()
-    rho = ((gs * u).sum(1) / (sa * sb)).clamp(-1, 1)[:, None]
-    a = ma[:, None] + sa[:, None] * z[0]
-    b = mb[:, None] + sb[:, None] * (rho * z[0] + (1 - rho ** 2).sqrt() * z[1])
-    return (F.silu(a) * b).abs().mean(1) * block.ffn_out.weight.detach().double().norm(dim=0)
-
-
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--capture", default="/tmp/issue8_capture.pt")
-    p.add_argument("--out", default="results/issue8/layer_diagnostics.csv")
+    p.add_argument("--capture", default=str(CAPTURE_FILE))
+    p.add_argument("--out", default=str(RESULTS_DIR / "layer_diagnostics.csv"))
     a = p.parse_args()
     X = torch.load(a.capture)["ffn_in"].double()  # [L, T, d]
     keep = torch.ones(X.shape[1], dtype=torch.bool)

@@ -1,5 +1,6 @@
-"""Issue 8: the shape of expected_activation's input noise (a diagnostic; the oracle rows and the
-per-layer table read calibration activations to explain, the method never does).
+"""The calibration-free experiment: the shape of expected_activation's input noise (a diagnostic;
+the oracle rows and the per-layer table read calibration activations to explain, the method
+never does).
 
 The method's noise is isotropic *before* the norm weight w: x-space variance w_c^2 * noise_var
 per channel. Two questions:
@@ -8,7 +9,7 @@ per channel. Two questions:
    (x / w, "z-space")? Per layer, Spearman correlation of that variance with: the normalised
    token embeddings' variance, the summed squared rows of every earlier writer, 1 / w^2, the
    gate's squared column norms, 1 / w_attn^2 (the attention norm), and the squared mean.
-   -> results/issue8/noise_variance_proxies.csv
+   -> experiments/calibration_free/results/noise_variance_proxies.csv
 2. How much does the noise shape move perplexity (protect_ends widths, r = 0.2, the method's
    mean, total noise variance held at noise_var * sum(w^2))?
      power p       x-space variance proportional to w^(2 (1 - p)): p = 0 is the method, p = 1
@@ -17,35 +18,25 @@ per channel. Two questions:
      attn_gram a   the same with the layer's q, k, v rows and the attention norm weight
      oracle_diag   the measured per-channel variance (diagonal only)
      oracle_cov    the measured covariance
-   -> results/issue8/noise_shape_calibration.csv
+   -> experiments/calibration_free/results/noise_shape_calibration.csv
 
-Needs /tmp/issue8_capture.pt (scripts/issue8_capture.py):
+Needs the capture file from capture.py (common.CAPTURE_FILE):
 
-    python scripts/issue8_noise_shape.py
+    python experiments/calibration_free/noise_shape.py
 """
 from __future__ import annotations
 
 import csv
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from issue8_common import load, ppl_of, token_chunks  # noqa: E402
-from issue8_input_model import gaussian_score, unit_trace  # noqa: E402
+import torch
 
-import torch  # noqa: E402
-
-from yopo.methods.expected_activation import (ExpectedActivation, gate_directions,  # noqa: E402
-                                              layer_widths, standard_normal_pairs)
+# common first: it sets the environment defaults (HF_HUB_OFFLINE, ...) before yopo loads
+from common import (CAPTURE_FILE, RESULTS_DIR, gaussian_score, load, ppl_of, spearman,
+                    token_chunks, unit_trace)
+from yopo.methods.expected_activation import (ExpectedActivation, gate_directions, layer_widths,
+                                              standard_normal_pairs)
 
 RATIO, CHUNKS = 0.2, 8
-OUT = Path("results/issue8")
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = (v.argsort().argsort().double() for v in (a, b))
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / (a.norm() * b.norm()))
 
 
 def weight(linear) -> torch.Tensor:
@@ -56,7 +47,7 @@ def main() -> None:
     model, tok, adapter = load()
     blocks, layers = adapter.blocks(model), adapter.decoder_layers(model)
     method = ExpectedActivation(noise_var=0.05, bias_scale=0.85, noise_power=0.0)  # the baseline
-    captured = torch.load("/tmp/issue8_capture.pt")["ffn_in"].double()  # [L, T, d]
+    captured = torch.load(CAPTURE_FILE)["ffn_in"].double()  # [L, T, d]
     tokens = torch.ones(captured.shape[1], dtype=torch.bool)
     tokens[::512] = False  # the first token of each chunk is an attention sink
     norms = [b.norm_weight.detach().double() for b in blocks]
@@ -79,7 +70,7 @@ def main() -> None:
                         "sp_inv_attn_norm_sq": spearman(variance, attn_norms[i].pow(-2)),
                         "sp_mean_sq": spearman(variance, z.mean(0).pow(2))})
         written += weight(block.ffn_out).pow(2).sum(1)
-    with open(OUT / "noise_variance_proxies.csv", "w", newline="") as f:
+    with open(RESULTS_DIR / "noise_variance_proxies.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(proxies[0]))
         writer.writeheader()
         writer.writerows({k: round(v, 3) for k, v in row.items()} for row in proxies)
@@ -116,7 +107,7 @@ def main() -> None:
     variants = ([("power", p) for p in (0.0, 0.5, 1.0, 1.5)]
                 + [(kind, a) for kind in ("ffn_gram", "attn_gram") for a in (0.25, 1.0)]
                 + [("oracle_diag", 1.0), ("oracle_cov", 1.0)])
-    with open(OUT / "noise_shape_calibration.csv", "w", newline="") as f:
+    with open(RESULTS_DIR / "noise_shape_calibration.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["variant", "value", "ratio", "allocation", "part", "chunks", "ppl"])
         for variant, value in variants:

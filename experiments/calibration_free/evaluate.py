@@ -1,4 +1,5 @@
-"""Issue 8: WikiText-2 token perplexity of suite methods on SmolLM2, one CSV row per run.
+"""The calibration-free experiment: WikiText-2 token perplexity of suite methods on SmolLM2,
+one CSV row per run.
 
 Each run is `label=method[,override,...]` (Hydra overrides of the method group, e.g.
 `mine=expected_activation,method.bias_scale=1.0`); every run prunes a fresh copy of the dense
@@ -10,29 +11,28 @@ perplexity with yopo.eval.perplexity on non-overlapping 512-token chunks of
 
 Rows already in --out are skipped, so an interrupted run resumes.
 
-    python scripts/issue8_evaluate.py --part calibration --chunks 8 --ratios 0.2 \
-        --runs random=random mine=expected_activation --seeds 0 1 2 --out results/issue8/ablation.csv
+    python experiments/calibration_free/evaluate.py --part calibration --chunks 8 --ratios 0.2 \
+        --runs random=random mine=expected_activation --seeds 0 1 2 \
+        --out experiments/calibration_free/results/ablation_calibration.csv
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import re
 import csv
-import sys
+import re
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from issue8_common import CFG, SEQLEN, load  # noqa: E402
+import torch
 
-import torch  # noqa: E402
-
-from yopo.config import compose  # noqa: E402
-from yopo.data.wikitext import split_calibration, wikitext2_token_ids  # noqa: E402
-from yopo.eval.perplexity import chunk_ids, chunked_perplexity  # noqa: E402
-from yopo.methods import build_method  # noqa: E402
-from yopo.methods.base import PruneContext  # noqa: E402
+# common first: it sets the environment defaults (HF_HUB_OFFLINE, ...) before yopo loads
+from common import BATCH_SIZE, CFG, SEQLEN, load
+from yopo.config import compose
+from yopo.data.wikitext import split_calibration, wikitext2_token_ids
+from yopo.eval.perplexity import chunk_ids, chunked_perplexity
+from yopo.methods import build_method
+from yopo.methods.base import PruneContext
 
 FIELDS = ["label", "method", "overrides", "ratio", "seed", "part", "chunks", "ppl",
           "ratio_achieved", "prune_seconds"]
@@ -67,7 +67,7 @@ def main() -> None:
         if new:
             writer.writeheader()
         if ("dense", 0.0, 0, a.part, a.chunks) not in done:
-            ppl = chunked_perplexity(model, chunks, batch_size=4)["value"]
+            ppl = chunked_perplexity(model, chunks, batch_size=BATCH_SIZE)["value"]
             writer.writerow({"label": "dense", "method": "none", "overrides": "", "ratio": 0.0,
                              "seed": 0, "part": a.part, "chunks": a.chunks, "ppl": round(ppl, 4),
                              "ratio_achieved": 0.0, "prune_seconds": 0.0})
@@ -88,7 +88,7 @@ def main() -> None:
                         ratio=ratio, seed=seed, tokenizer=tok, data_dir=Path(CFG.data.dir),
                         calibration_tokens=int(CFG.data.calibration_tokens)))
                     seconds = time.perf_counter() - started
-                    ppl = chunked_perplexity(pruned, chunks, batch_size=4)["value"]
+                    ppl = chunked_perplexity(pruned, chunks, batch_size=BATCH_SIZE)["value"]
                     del pruned
                     writer.writerow({"label": label, "method": method_name,
                                      "overrides": " ".join(overrides), "ratio": ratio,

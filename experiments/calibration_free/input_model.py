@@ -1,5 +1,5 @@
-"""Issue 8: which part of expected_activation's input model limits it (a diagnostic: the oracle
-rows use calibration activations to explain; the method never does).
+"""The calibration-free experiment: which part of expected_activation's input model limits it
+(a diagnostic: the oracle rows use calibration activations to explain; the method never does).
 
 Every variant scores neurons as E|act(g_j.x)(u_j.x)| * ||W_out[:, j]|| for a Gaussian x ~ N(mean,
 cov) and keeps the method's protect_ends widths; only the mean and the covariance change:
@@ -13,48 +13,34 @@ cov) and keeps the method's protect_ends widths; only the mean and the covarianc
   method_mean_writer_cov the method's mean, covariance sum_l W W^T over every writer before the
                          FFN (attention outputs, earlier FFN outputs): where the stream can vary
 
-Needs /tmp/issue8_capture.pt (scripts/issue8_capture.py). One CSV row per variant:
+Needs the capture file from capture.py (--capture, default common.CAPTURE_FILE). One CSV row
+per variant:
 
-    python scripts/issue8_input_model.py --out results/issue8/input_model_calibration.csv
+    python experiments/calibration_free/input_model.py \
+        --out experiments/calibration_free/results/input_model_calibration.csv
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from issue8_common import load, ppl_of, token_chunks  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from yopo.methods.expected_activation import (ExpectedActivation, gate_directions,  # noqa: E402
-                                              layer_widths, standard_normal_pairs)
-
-
-def gaussian_score(block, mean, cov, z):
-    """[m] E|silu(g.x) (u.x)| * ||W_out[:, j]|| for x ~ N(mean [d], cov [d, d])."""
-    g, u = (lin.weight.detach().double() for lin in block.ffn_in)
-    gc = g @ cov
-    sd_a, sd_b = (gc * g).sum(1).sqrt(), ((u @ cov) * u).sum(1).sqrt()
-    rho = ((gc * u).sum(1) / (sd_a * sd_b)).clamp(-1, 1)[:, None]
-    a = (g @ mean)[:, None] + sd_a[:, None] * z[0]
-    b = (u @ mean)[:, None] + sd_b[:, None] * (rho * z[0] + (1 - rho ** 2).sqrt() * z[1])
-    return (F.silu(a) * b).abs().mean(1) * block.ffn_out.weight.detach().double().norm(dim=0)
-
-
-def unit_trace(cov):
-    return cov / cov.diagonal().mean()
+# common first: it sets the environment defaults (HF_HUB_OFFLINE, ...) before yopo loads
+from common import (CAPTURE_FILE, RESULTS_DIR, gaussian_score, load, ppl_of, token_chunks,
+                    unit_trace)
+from yopo.methods.expected_activation import (ExpectedActivation, gate_directions, layer_widths,
+                                              standard_normal_pairs)
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--capture", default="/tmp/issue8_capture.pt")
+    p.add_argument("--capture", default=str(CAPTURE_FILE))
     p.add_argument("--ratio", type=float, default=0.2)
     p.add_argument("--chunks", type=int, default=8)
-    p.add_argument("--out", default="results/issue8/input_model_calibration.csv")
+    p.add_argument("--out", default=str(RESULTS_DIR / "input_model_calibration.csv"))
     a = p.parse_args()
     model, tok, adapter = load()
     blocks = adapter.blocks(model)
