@@ -39,6 +39,7 @@ def test_metric_map_is_the_papers():
                              "arc_easy": "acc_norm", "arc_challenge": "acc_norm"}
 
 
+@pytest.mark.slow  # lm-eval on every task
 def test_random_model_scores_near_chance_offline(tiny_llama, data_dir):
     model, tokenizer = tiny_llama
     limit = 24
@@ -148,6 +149,7 @@ def test_hub_source_offline_fails_clearly(tiny_llama, monkeypatch):
         evaluate_zeroshot(model, tokenizer, ["piqa"], source="hub", limit=2)
 
 
+@pytest.mark.slow  # lm-eval on every task
 def test_pipeline_records_pruned_and_cached_dense_metrics(tmp_path):
     overrides = ["model=tiny_llama", "method.episodes=1", "eval=demo", "save_model=false",
                  f"paths.runs_dir={tmp_path}", "eval.tasks=[piqa,winogrande]", "eval.limit=4",

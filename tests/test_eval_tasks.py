@@ -31,6 +31,7 @@ def gold_of(task, doc):
     return task.doc_to_text(doc) if task.multiple_input else task.doc_to_target(doc)
 
 
+@pytest.mark.slow  # reads and builds every document of the five sets
 @pytest.mark.parametrize("name", list(OFFICIAL))
 def test_each_task_loads_its_official_count_of_well_formed_docs(tasks, name):
     count, choice_counts = OFFICIAL[name]
@@ -46,6 +47,7 @@ def test_each_task_loads_its_official_count_of_well_formed_docs(tasks, name):
     assert set(seen_choice_counts) == choice_counts  # ARC's 3- and 5-choice questions included
 
 
+@pytest.mark.slow  # reads every label of the five sets
 def test_gold_labels_match_the_data_readme(tasks):
     def golds(name):
         task = tasks[name]

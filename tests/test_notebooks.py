@@ -66,6 +66,7 @@ def test_notebook_form(source):
     assert not re.search(r"metrics\.json|json\.load|open\(|load_file|safe_open", code)
 
 
+@pytest.mark.slow  # a notebook kernel
 def test_01_zeroshot_table(sweep):
     printed = run(sweep, "01")
     runs = sweep["runs"]
@@ -86,6 +87,7 @@ def test_01_zeroshot_table(sweep):
     assert note.startswith("- 3 complete runs") and "all from commit " in note
 
 
+@pytest.mark.slow  # a notebook kernel
 def test_02_phi2_table_without_phi2_runs(sweep):
     printed = run(sweep, "02")
     got = table(sweep, "02_phi2_zeroshot")
@@ -102,6 +104,7 @@ def test_02_phi2_table_without_phi2_runs(sweep):
     assert "No phi2 runs yet" in printed and "random over 3 seeds" in printed
 
 
+@pytest.mark.slow  # a notebook kernel
 def test_03_throughput_table_without_measurements(sweep):
     printed = run(sweep, "03")
     got = table(sweep, "03_throughput")
@@ -113,6 +116,7 @@ def test_03_throughput_table_without_measurements(sweep):
     assert not (sweep["figures"] / "03_speedup.png").exists()
 
 
+@pytest.mark.slow  # a notebook kernel
 def test_03_throughput_figure_with_measurements(tmp_path):
     """Synthetic records in yopo.eval's shape (real throughput needs eval=default)."""
     runs_dir = tmp_path / "runs"
@@ -129,6 +133,7 @@ def test_03_throughput_figure_with_measurements(tmp_path):
     assert (tmp_path / "f" / "03_speedup.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # a notebook kernel
 def test_04_policy_transfer_matrix(sweep):
     run(sweep, "04")
     runs = sweep["runs"].set_index("run_dir")
@@ -145,6 +150,7 @@ def test_04_policy_transfer_matrix(sweep):
     assert long["transferred"].sum() == 1
 
 
+@pytest.mark.slow  # a notebook kernel
 def test_05_compression_time(sweep):
     run(sweep, "05")
     runs = sweep["runs"]
@@ -156,6 +162,7 @@ def test_05_compression_time(sweep):
     assert (sweep["figures"] / "05_compression_time.png").exists()
 
 
+@pytest.mark.slow  # a notebook kernel
 def test_06_spectra(sweep):
     run(sweep, "06")
     got = table(sweep, "06_ks_per_layer")
@@ -166,6 +173,7 @@ def test_06_spectra(sweep):
         assert (sweep["figures"] / f"{figure}.png").exists()
 
 
+@pytest.mark.slow  # a notebook kernel
 def test_07_calibration_free(tmp_path):
     """Synthetic sweep records (perplexity per method) and the committed CSVs of the
     calibration-free experiment (experiments/calibration_free/results)."""
@@ -194,6 +202,7 @@ def test_07_calibration_free(tmp_path):
     assert (tmp_path / "f" / "07_layer_sensitivity.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # a notebook kernel
 def test_08_recovery_table(tmp_path):
     """Synthetic records with RFT in the pipeline's shape: the scores before RFT under
     "before_rft", after it at the top level (a real RFT run with evaluation takes minutes)."""
@@ -223,6 +232,7 @@ def test_08_recovery_table(tmp_path):
     assert (tmp_path / "f" / "08_recovery.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # a notebook kernel
 def test_09_data_regimes_table_and_figure(tmp_path):
     """Synthetic records of the three regimes on two models (real ones need eval=subset)."""
     runs_dir = tmp_path / "runs"

@@ -38,9 +38,9 @@ def check_eval(cfg: DictConfig) -> None:
                 for relative in FILES[task]:
                     data_file(cfg.data.dir, relative)
     if e.perplexity is not None:
-        if e.perplexity.text not in TEXTS:
-            raise ConfigError(f"eval.perplexity.text={e.perplexity.text} is unknown: use "
-                              f"{' or '.join(TEXTS)}")
+        text = e.perplexity.get("text", "evaluation")  # a dict given whole may leave it out
+        if text not in TEXTS:
+            raise ConfigError(f"eval.perplexity.text={text} is unknown: use {' or '.join(TEXTS)}")
         wikitext2_text(cfg.data.dir)  # checks the file
 
 
