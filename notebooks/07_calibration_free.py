@@ -58,52 +58,27 @@ experiment_dir = None  # None: experiments/calibration_free/results under the re
 # %%
 from pathlib import Path
 
-import pandas as pd
-
 from yopo import paper, results
 
-runs = results.load_runs(source, runs_dir=runs_dir, project=project)
-tables_dir, figures_dir = results.output_dirs(tables_dir, figures_dir)
+runs, tables_dir, figures_dir, loaded = results.open_runs(source, runs_dir, project, tables_dir,
+                                                          figures_dir)
 experiment_dir = (Path(experiment_dir) if experiment_dir else results.DEFAULT_TABLES_DIR.parents[1]
                   / "experiments" / "calibration_free" / "results")
-loaded = results.describe_source(runs, source, runs_dir, project)
-print(loaded)
 
 # %% [markdown]
 # ## 1. The sweep
 
 # %%
-# evaluated runs only (a policy-training run, eval=none, has neither perplexity nor accuracy),
-# without recovery fine-tuning (notebook 08's subject)
-evaluated = runs["ppl_wikitext2"].notna() | runs["zs_avg"].notna()
-trained = runs[~runs["policy_transferred"] & evaluated & runs["rft"].isna()]
-# runs evaluated on different subsets are separate rows, never averaged (results.eval_sets)
-trained = trained.assign(eval_sets=results.eval_sets(trained))
-sweep = (trained.groupby(["model", "eval_sets", "ratio_target", "method"], as_index=False)
-         .agg(n=("seed", "size"), ppl=("ppl_wikitext2", "mean"), zs_avg=("zs_avg", "mean"),
-              params_pruned=("params_pruned", "mean"),
-              ratio_achieved=("ratio_achieved", "mean"))
-         .rename(columns={"ratio_target": "ratio"}))
-for baseline in ("activation", "random"):
-    ref = sweep[sweep["method"] == baseline].set_index(["model", "eval_sets", "ratio"])
-    key = pd.MultiIndex.from_frame(sweep[["model", "eval_sets", "ratio"]])
-    sweep[f"ppl / {baseline}"] = sweep["ppl"].to_numpy() / ref["ppl"].reindex(key).to_numpy()
-    sweep[f"zs_avg - {baseline}"] = (sweep["zs_avg"].to_numpy()
-                                     - ref["zs_avg"].reindex(key).to_numpy())
-sweep["zs_avg"] = 100 * sweep["zs_avg"]
-sweep["zs_avg - activation"] = 100 * sweep["zs_avg - activation"]
-sweep["zs_avg - random"] = 100 * sweep["zs_avg - random"]
-notes = [loaded + ".", "ppl: WikiText-2 token perplexity; zs_avg: five-task zero-shot average "
+sweep = results.regime_table(runs, references=["activation", "random"])
+notes = [loaded + ".", "ppl: WikiText-2 token perplexity; avg: five-task zero-shot average "
          "in percent (metrics of notebook 01); mean over seeds (`n` runs). `ppl / activation`: "
-         "the issue's goal is at most 1.2 at ratio 0.2 for a calibration-free method, and "
-         "`zs_avg - activation` within 1 point; `ppl / random` below 1 at every ratio.",
+         "the experiment's goal is at most 1.2 at ratio 0.2 for a calibration-free method, and "
+         "`avg - activation` within 1 point; `ppl / random` below 1 at every ratio.",
          "Ratios are fractions of FFN neurons (of the hidden size for slicegpt): compare "
-         "`params_pruned`, not the ratio, across methods. " + paper.CITATION + "."]
+         "`params M`, not the ratio, across methods. " + paper.CITATION + "."]
 if sweep.empty:
     notes.append("No runs here: run the first command above.")
-note = "\n".join(f"- {n}" for n in notes)
-results.write_table(sweep, tables_dir, "07_sweep", note)
-print(note)
+results.save_table(sweep, tables_dir, "07_sweep", notes)
 sweep
 
 # %% [markdown]
@@ -116,28 +91,12 @@ sweep
 
 # %%
 ablation_file = experiment_dir / "ablation_calibration.csv"
-if ablation_file.exists():
-    raw = pd.read_csv(ablation_file, keep_default_na=False)
-    ablation = (raw.groupby(["label", "method", "overrides", "ratio", "chunks"], sort=False,
-                            as_index=False)
-                .agg(n=("seed", "size"), ppl=("ppl", "mean"), ppl_min=("ppl", "min"),
-                     ppl_max=("ppl", "max"), ratio_achieved=("ratio_achieved", "mean")))
-    by_label = ablation.set_index("label")["ppl"]
-    for reference in ("dense", "activation_2k"):
-        ablation[f"x {reference}"] = ablation["ppl"] / by_label.get(reference, float("nan"))
-    # a `+` row adds to the `+` row before it (the first one to the row just above it)
-    chain = ablation["label"].str.startswith("+")
-    base = chain | (chain.shift(-1, fill_value=False) & ~chain.cummax())
-    ablation["x previous"] = (ablation["ppl"] / ablation["ppl"].where(base).ffill().shift()
-                              ).where(chain)
-    ablation_note = (f"- From {ablation_file.name}: WikiText-2 token perplexity on the held-out "
-                     "calibration slice (512-token chunks), SmolLM2-135M; the evaluation text is "
-                     "never used for these choices.")
-else:
-    ablation = pd.DataFrame()
-    ablation_note = f"- No ablation here: {ablation_file} does not exist (second command above)."
-results.write_table(ablation, tables_dir, "07_ablation", ablation_note)
-print(ablation_note)
+ablation = results.ablation_table(results.experiment_csv(ablation_file, keep_default_na=False))
+results.save_table(ablation, tables_dir, "07_ablation", [
+    f"From {ablation_file.name}: WikiText-2 token perplexity on the held-out calibration slice "
+    "(512-token chunks), SmolLM2-135M; the evaluation text is never used for these choices."
+    if not ablation.empty else
+    f"No ablation here: {ablation_file} does not exist (the evaluate.py commands above)."])
 ablation
 
 # %% [markdown]
@@ -154,25 +113,17 @@ import matplotlib.pyplot as plt
 
 sensitivity_file = experiment_dir / "layer_sensitivity.csv"
 diagnostics_file = experiment_dir / "layer_diagnostics.csv"
-sensitivity = (pd.read_csv(sensitivity_file) if sensitivity_file.exists() else pd.DataFrame())
-diagnostics = (pd.read_csv(diagnostics_file) if diagnostics_file.exists() else pd.DataFrame())
-per_layer = pd.DataFrame()
-if not sensitivity.empty:
-    per_layer = sensitivity.pivot_table(index="layer", columns="rule", values="ppl").add_prefix(
-        "ppl only this layer pruned: ")
-if not diagnostics.empty:
-    per_layer = per_layer.join(diagnostics.set_index("layer"), how="outer")
-per_layer = per_layer.reset_index() if not per_layer.empty else per_layer
-layer_note = "\n".join([
-    f"- Per layer of SmolLM2 from {sensitivity_file.name} (perplexity on calibration chunks, "
-    f"one layer pruned at a time) and {diagnostics_file.name} (activity statistics on 2,048 "
+sensitivity = results.experiment_csv(sensitivity_file)
+diagnostics = results.experiment_csv(diagnostics_file)
+per_layer = results.layer_table(sensitivity, diagnostics)
+results.save_table(per_layer, tables_dir, "07_layer_sensitivity", [
+    f"Per layer of SmolLM2 from {sensitivity_file.name} (perplexity on calibration chunks, one "
+    f"layer pruned at a time) and {diagnostics_file.name} (activity statistics on 2,048 "
     "calibration tokens: they explain, the method never reads them).",
-    "- sp_act_*: Spearman correlation between measured neuron output size and a statistic; "
+    "sp_act_*: Spearman correlation between measured neuron output size and a statistic; "
     "sp_act_method: the method's score; sp_act_true_mean_cov: the same Gaussian score with the "
     "measured input mean and covariance (what a perfect input model would reach)."]
-    + ([] if not per_layer.empty else ["- No per-layer CSVs here: run the last two commands."]))
-results.write_table(per_layer, tables_dir, "07_layer_sensitivity", layer_note)
-print(layer_note)
+    + ([] if not per_layer.empty else ["No per-layer CSVs here: run the last two commands."]))
 
 if not per_layer.empty:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))

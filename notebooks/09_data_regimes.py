@@ -49,7 +49,7 @@ from yopo import results
 
 runs, tables_dir, figures_dir, loaded = results.open_runs(source, runs_dir, project, tables_dir,
                                                           figures_dir)
-table = results.regime_table(runs, models, reference)
+table = results.regime_table(runs, models, [reference])
 notes = [loaded + ".",
          f"ppl: WikiText-2 token perplexity; avg: five-task zero-shot average in percent; "
          f"`ppl / {reference}` and `avg - {reference}`: against {reference} on real "

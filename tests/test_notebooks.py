@@ -188,7 +188,7 @@ def test_07_calibration_free(tmp_path):
     sweep = pd.read_csv(tmp_path / "t" / "07_sweep.csv").set_index("method")
     assert sweep.loc["expected_activation", "ppl / activation"] == pytest.approx(46 / 40)
     assert sweep.loc["expected_activation", "ppl / random"] == pytest.approx(46 / 200)
-    assert sweep.loc["random", "zs_avg - activation"] == pytest.approx(0.0)
+    assert sweep.loc["random", "avg - activation"] == pytest.approx(0.0)
     experiment_dir = REPO_ROOT / "experiments" / "calibration_free" / "results"
     raw = pd.read_csv(experiment_dir / "ablation_calibration.csv")
     ablation = pd.read_csv(tmp_path / "t" / "07_ablation.csv").set_index("label")

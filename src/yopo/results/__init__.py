@@ -13,14 +13,15 @@ from .report import (DEFAULT_FIGURES_DIR, DEFAULT_TABLES_DIR, describe_source, o
 from ..identity import METRICS_FILE
 from .schema import (COLUMNS, WANDB_SUBDIR, ResultsError, frame, is_complete, record_from_summary,
                      run_row, summary_from_record)
-from .sources import (configured_runs_dir, layer_ks, load_runs, load_spectra_for, run_folders,
-                      wandb_run_id)
-from .tables import (TRANSFER_MEASURES, compression_table, eval_sets, policy_runs,
+from .sources import (configured_runs_dir, experiment_csv, layer_ks, load_runs, load_spectra_for,
+                      run_folders, wandb_run_id)
+from .tables import (TRANSFER_MEASURES, ablation_table, compression_table, eval_sets, layer_table,
+                     policy_runs,
                      recovery_table, regime_table, speedup_columns, speedup_label,
                      throughput_table, transfer_matrices, transfer_table, zeroshot_runs,
                      zeroshot_table)
 
-__all__ = ["COLUMNS", "TRANSFER_MEASURES", "compression_table", "policy_runs",
+__all__ = ["COLUMNS", "TRANSFER_MEASURES", "ablation_table", "experiment_csv", "layer_table", "compression_table", "policy_runs",
            "transfer_matrices", "transfer_table", "DEFAULT_FIGURES_DIR", "DEFAULT_TABLES_DIR", "METRICS_FILE",
            "WANDB_SUBDIR", "ResultsError", "configured_runs_dir", "describe_source",
            "eval_sets", "frame", "is_complete", "layer_ks", "load_runs", "load_spectra_for",

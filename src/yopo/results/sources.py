@@ -122,3 +122,10 @@ def layer_ks(runs: pd.DataFrame) -> pd.DataFrame:
                      for layer, ks in enumerate(spectra.ks.tolist())]
     return pd.DataFrame(rows, columns=key + ["layer", "ks"])
 
+
+
+def experiment_csv(path: str | os.PathLike, **read_options: Any) -> pd.DataFrame:
+    """A table an experiment script wrote (experiments/<name>/results/*.csv); empty when the
+    file does not exist yet."""
+    path = Path(path)
+    return pd.read_csv(path, **read_options) if path.is_file() else pd.DataFrame()

@@ -128,34 +128,39 @@ REGIME_ORDER = ("weights only", "self-generated text", "calibration text")
 
 
 def regime_table(runs: pd.DataFrame, models: Iterable[str] | None = None,
-                 reference: str = "activation") -> pd.DataFrame:
+                 references: Iterable[str] = ("activation",)) -> pd.DataFrame:
     """The data regimes side by side: one row per model, evaluation subset, ratio and method
     (mean over seeds), with its data regime, WikiText-2 perplexity and five-task average
-    (percent), each also against the `reference` method's run at the same model, subset and
-    ratio (`ppl / <reference>`, `avg - <reference>`), and the dense model's. Rows are sorted
-    by regime, then perplexity. Runs with recovery fine-tuning or a transferred policy are left
-    out (their own notebooks show them)."""
-    columns = ["model", "eval_sets", "ratio", "method", "data regime", "n", "ppl",
-               f"ppl / {reference}", "avg", f"avg - {reference}", "params M", "dense ppl",
-               "dense avg"]
+    (percent), each also against every `references` method's run at the same model, subset
+    and ratio (`ppl / <reference>`, `avg - <reference>`), the parameters left, the ratio
+    achieved and the dense model's scores. Rows are sorted by regime, then perplexity. Runs
+    with recovery fine-tuning or a transferred policy are left out (their own notebooks show
+    them)."""
+    references = list(references)
+    compared = [f"{kind} {r}" for r in references for kind in ("ppl /", "avg -")]
+    columns = ["model", "eval_sets", "ratio", "method", "data regime", "n", "ppl", "avg",
+               *compared, "params M", "ratio achieved", "dense ppl", "dense avg"]
     runs = runs[runs["rft"].isna() & ~runs["policy_transferred"] & runs["ppl_wikitext2"].notna()]
     if models is not None:
         runs = runs[runs["model"].isin(list(models))]
     runs = runs.assign(eval_sets=eval_sets(runs), ratio=runs["ratio_target"].round(6))
     rows = []
     for (model, subset, ratio), at in runs.groupby(["model", "eval_sets", "ratio"], sort=True):
-        ref = at[at["method"] == reference]
-        ref_ppl = ref["ppl_wikitext2"].mean() if len(ref) else float("nan")
-        ref_avg = 100 * ref["zs_avg"].mean() if len(ref) else float("nan")
+        ref_ppl, ref_avg = {}, {}
+        for reference in references:
+            ref = at[at["method"] == reference]
+            ref_ppl[reference] = ref["ppl_wikitext2"].mean() if len(ref) else float("nan")
+            ref_avg[reference] = 100 * ref["zs_avg"].mean() if len(ref) else float("nan")
         block = []
         for method, group in at.groupby("method", sort=True):
             ppl, avg = group["ppl_wikitext2"].mean(), 100 * group["zs_avg"].mean()
             regime = group["data_regime"].iloc[0]
             block.append({"model": model, "eval_sets": subset, "ratio": ratio, "method": method,
-                          "data regime": regime, "n": len(group), "ppl": ppl,
-                          f"ppl / {reference}": ppl / ref_ppl, "avg": avg,
-                          f"avg - {reference}": avg - ref_avg,
+                          "data regime": regime, "n": len(group), "ppl": ppl, "avg": avg,
+                          **{f"ppl / {r}": ppl / ref_ppl[r] for r in references},
+                          **{f"avg - {r}": avg - ref_avg[r] for r in references},
                           "params M": group["params_pruned"].mean() / 1e6,
+                          "ratio achieved": group["ratio_achieved"].mean(),
                           "dense ppl": group["dense_ppl_wikitext2"].mean(),
                           "dense avg": 100 * group["dense_zs_avg"].mean()})
         order = {r: i for i, r in enumerate(REGIME_ORDER)}
@@ -224,6 +229,40 @@ def compression_table(runs: pd.DataFrame) -> pd.DataFrame:
         for m, method, reused in zip(table["model"], table["method"], table["reused policy"])]
     table["rft"] = table["rft"].fillna("none")
     return table.astype({"paper compression_s": float})
+
+
+def ablation_table(raw: pd.DataFrame, references: Iterable[str] = ("dense", "activation_2k")
+                   ) -> pd.DataFrame:
+    """The calibration-free experiment's ablation (rows of evaluate.py's CSV, in the order they
+    were run): one row per label (mean, min and max over its seeds), its perplexity against
+    each reference label (`x <reference>`), and for the chain of `+` labels, each adding one
+    ingredient to the `+` row before it (the first to the row just above it), `x previous`."""
+    if raw.empty:
+        return pd.DataFrame()
+    ablation = (raw.groupby(["label", "method", "overrides", "ratio", "chunks"], sort=False,
+                            as_index=False)
+                .agg(n=("seed", "size"), ppl=("ppl", "mean"), ppl_min=("ppl", "min"),
+                     ppl_max=("ppl", "max"), ratio_achieved=("ratio_achieved", "mean")))
+    by_label = ablation.set_index("label")["ppl"]
+    for reference in references:
+        ablation[f"x {reference}"] = ablation["ppl"] / by_label.get(reference, float("nan"))
+    chain = ablation["label"].str.startswith("+")
+    base = chain | (chain.shift(-1, fill_value=False) & ~chain.cummax())
+    ablation["x previous"] = (ablation["ppl"] / ablation["ppl"].where(base).ffill().shift()
+                              ).where(chain)
+    return ablation
+
+
+def layer_table(sensitivity: pd.DataFrame, diagnostics: pd.DataFrame) -> pd.DataFrame:
+    """Per layer: perplexity with only that layer pruned, per selection rule (sensitivity CSV),
+    beside the layer's activity statistics (diagnostics CSV)."""
+    per_layer = pd.DataFrame()
+    if not sensitivity.empty:
+        per_layer = sensitivity.pivot_table(index="layer", columns="rule",
+                                            values="ppl").add_prefix("ppl only this layer pruned: ")
+    if not diagnostics.empty:
+        per_layer = per_layer.join(diagnostics.set_index("layer"), how="outer")
+    return per_layer.reset_index() if not per_layer.empty else per_layer
 
 
 def throughput_table(runs: pd.DataFrame) -> pd.DataFrame:
