@@ -338,3 +338,33 @@ def test_throughput_table_keeps_evaluation_subsets_apart():
     table = results.throughput_table(runs)
     assert list(table["n"]) == [1, 1] and set(table["eval_sets"]) == {"full", "first 100 per task"}
     assert list(table["throughput_settings_bs8_speedup_decode"]) == [1.2, 1.2]
+
+
+def test_ablation_chain_by_hand():
+    rows = [("dense", 10.0), ("activation_2k", 20.0), ("+a", 40.0), ("+b", 30.0), ("x", 50.0),
+            ("+c", 15.0), ("random", 100.0), ("random", 200.0)]
+    raw = pd.DataFrame([{"label": label, "method": "m", "overrides": "", "ratio": 0.2,
+                         "chunks": 8, "seed": i, "ppl": ppl, "ratio_achieved": 0.2}
+                        for i, (label, ppl) in enumerate(rows)])
+    table = results.ablation_table(raw).set_index("label")
+    assert list(table.index) == ["dense", "activation_2k", "+a", "+b", "x", "+c", "random"]
+    # each + row against the + row before it; the first against the row just above it
+    assert table.loc["+a", "x previous"] == pytest.approx(40 / 20)
+    assert table.loc["+b", "x previous"] == pytest.approx(30 / 40)
+    assert table.loc["+c", "x previous"] == pytest.approx(15 / 30)  # "x" is not in the chain
+    assert table[["x previous"]].loc[["dense", "x", "random"]].isna().all().all()
+    assert table.loc["random", "n"] == 2 and table.loc["random", "ppl"] == 150.0
+    assert table.loc["random", "ppl_min"] == 100.0 and table.loc["x", "x dense"] == 5.0
+    assert table.loc["+a", "x activation_2k"] == 2.0
+    assert results.ablation_table(pd.DataFrame()).empty
+
+
+def test_layer_table_joins_sensitivity_and_diagnostics():
+    sensitivity = pd.DataFrame({"layer": [0, 0, 1, 1], "rule": ["random", "act"] * 2,
+                                "ppl": [30.0, 21.0, 40.0, 22.0]})
+    diagnostics = pd.DataFrame({"layer": [0, 1], "sp_act_bias": [0.5, -0.2]})
+    table = results.layer_table(sensitivity, diagnostics).set_index("layer")
+    assert table.loc[1, "ppl only this layer pruned: random"] == 40.0
+    assert table.loc[0, "ppl only this layer pruned: act"] == 21.0
+    assert table.loc[1, "sp_act_bias"] == -0.2
+    assert results.layer_table(pd.DataFrame(), pd.DataFrame()).empty
