@@ -35,7 +35,8 @@ CFG = compose([])
 SEQLEN = 512
 BATCH_SIZE = 4  # chunks per forward pass in every perplexity of the experiment
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"  # experiments/calibration_free/results
+EXPERIMENT_DIR = Path(__file__).resolve().parent  # experiments/calibration_free
+RESULTS_DIR = EXPERIMENT_DIR / "results"  # its tables (in git)
 # FFN inputs and residual statistics on 4 calibration chunks, written by capture.py (not in git)
 CAPTURE_FILE = RESULTS_DIR / "capture.pt"
 
