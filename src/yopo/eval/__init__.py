@@ -17,12 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data import data_file
 from ..data.wikitext import wikitext2_text
-from ..errors import ConfigError, YopoError
+from ..errors import YopoError
 from ..io import write_json
-from .tasks.local_data import FILES
-from .perplexity import TEXTS, wikitext2_perplexity
-from .throughput import compare_throughput
 from ..paper import TASK_METRICS
+from .perplexity import check_text, wikitext2_perplexity
+from .tasks.local_data import FILES
+from .throughput import compare_throughput
 from .zeroshot import check_options, evaluate_zeroshot
 
 DENSE_FILE = "dense_metrics.json"
@@ -38,9 +38,7 @@ def check_eval(cfg: DictConfig) -> None:
                 for relative in FILES[task]:
                     data_file(cfg.data.dir, relative)
     if e.perplexity is not None:
-        text = e.perplexity.get("text", "evaluation")  # a dict given whole may leave it out
-        if text not in TEXTS:
-            raise ConfigError(f"eval.perplexity.text={text} is unknown: use {' or '.join(TEXTS)}")
+        check_text(e.perplexity.get("text", "evaluation"))  # a dict given whole may leave it out
         wikitext2_text(cfg.data.dir)  # checks the file
 
 

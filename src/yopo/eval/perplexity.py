@@ -1,10 +1,11 @@
 """WikiText-2 perplexity as pruning papers measure it (SparseGPT, Wanda, SliceGPT).
 
-The test text (yopo.data.wikitext.wikitext2_text: rows joined with "\\n\\n") is tokenised once; the last
-`calibration_tokens` tokens are held out for calibration (yopo.data.wikitext.split_calibration) and the
-rest (`text: evaluation`, the default) is cut into non-overlapping chunks of `seqlen` tokens (a remainder shorter than seqlen is
-dropped). Perplexity = exp(mean next-token NLL over every predicted token of every chunk), each
-chunk read from scratch. This is *token* perplexity for the model's own tokenizer, not
+The test text (yopo.data.wikitext.wikitext2_text: rows joined with "\\n\\n") is tokenised
+once; the last `calibration_tokens` tokens are held out for calibration
+(yopo.data.wikitext.split_calibration) and the rest (`text: evaluation`, the default) is cut into
+non-overlapping chunks of `seqlen` tokens (a remainder shorter than seqlen is dropped).
+Perplexity = exp(mean next-token NLL over every predicted token of every chunk), each chunk read
+from scratch. This is *token* perplexity for the model's own tokenizer, not
 lm-eval's `wikitext` task (word perplexity over documents with a rolling window): the numbers of
 the two are not comparable. `text: calibration` scores the held-out slice instead: what tuning
 sweeps read, so that no choice is made on the evaluation text.
@@ -56,15 +57,21 @@ def chunked_perplexity(model, chunks: torch.Tensor, batch_size: int = 1) -> dict
 TEXTS = ("evaluation", "calibration")
 
 
+def check_text(text: str) -> str:
+    """`eval.perplexity.text`, or a one-line error naming the two it may be."""
+    if text not in TEXTS:
+        raise ConfigError(f"eval.perplexity.text={text} is unknown: use evaluation (the text "
+                          "after the calibration slice) or calibration (the slice, for tuning)")
+    return text
+
+
 def wikitext2_perplexity(model, tokenizer, data_dir, calibration_tokens: int, seqlen: int = 2048,
                          max_chunks: int | None = None, batch_size: int = 1,
                          text: str = "evaluation") -> dict[str, Any]:
     """Token perplexity on the evaluation part of WikiText-2 test (or, `text="calibration"`,
     on the held-out calibration slice): {value, chunks, seqlen, tokens (predicted),
     calibration_tokens (held out), text, seconds}."""
-    if text not in TEXTS:
-        raise ConfigError(f"eval.perplexity.text={text} is unknown: use evaluation (the text "
-                          "after the calibration slice) or calibration (the slice, for tuning)")
+    check_text(text)
     started = time.perf_counter()
     calibration, evaluation = split_calibration(wikitext2_token_ids(tokenizer, data_dir),
                                                 calibration_tokens)
