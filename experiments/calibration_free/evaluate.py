@@ -33,6 +33,7 @@ from common import BATCH_SIZE, EXPERIMENT_DIR, SEQLEN
 from yopo import results
 from yopo.config import REPO_ROOT, compose
 from yopo.identity import identify
+from yopo.io import atomic_file
 
 FIELDS = ["label", "method", "overrides", "ratio", "seed", "part", "chunks", "ppl",
           "ratio_achieved", "prune_seconds"]
@@ -63,7 +64,10 @@ def main() -> None:
     a = p.parse_args()
 
     out = Path(a.out)
-    rows = list(csv.DictReader(open(out))) if out.exists() else []
+    rows = []
+    if out.exists():
+        with open(out, newline="") as f:
+            rows = list(csv.DictReader(f))
     done = {(r["label"], float(r["ratio"]), int(r["seed"]), r["part"], int(r["chunks"]))
             for r in rows}
     new = []
@@ -95,13 +99,10 @@ def main() -> None:
                      "ppl": round(record["ppl_wikitext2"], 4),
                      "ratio_achieved": round(record["ratio_achieved"] or 0, 5),
                      "prune_seconds": round(record["compression_seconds"], 1)})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(out) as tmp, open(tmp, "w", newline="") as f:  # never half-written
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out)  # written whole, then renamed: never a half-written table
 
 
 if __name__ == "__main__":

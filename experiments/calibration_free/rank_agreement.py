@@ -22,6 +22,7 @@ from common import spearman
 from yopo.adapters import get_adapter
 from yopo.config import compose
 from yopo.data.calibration import Calibration
+from yopo.io import atomic_file
 from yopo.methods import build_method
 from yopo.methods.activation import activation_scores
 from yopo.methods.base import PruneContext, kept_width
@@ -61,13 +62,10 @@ def main() -> None:
              "kept_in_common_weights_only": round(kept_overlap(weights_only[i], real[i], k), 4),
              "kept_in_common_self_text": round(kept_overlap(own[i], real[i], k), 4)}
             for i in range(real.shape[0])]
-    out = Path(a.out)
-    tmp = out.with_name(f".tmp-{out.name}")
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(a.out) as tmp, open(tmp, "w", newline="") as f:  # never half-written
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out)
     for key in ("spearman_weights_only", "spearman_self_text", "kept_in_common_weights_only",
                 "kept_in_common_self_text"):
         values = sorted(r[key] for r in rows)

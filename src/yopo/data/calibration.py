@@ -46,8 +46,7 @@ SELF_TEXT_VERSION = 1  # bump when the sampling procedure changes: every cached 
 
 def data_regime(calibration_source: str | None) -> str:
     """"weights only", "calibration text" or "self-generated text" for a run's source."""
-    return DATA_REGIMES.get(str(calibration_source), WEIGHTS_ONLY) if calibration_source \
-        else WEIGHTS_ONLY
+    return DATA_REGIMES.get(calibration_source, WEIGHTS_ONLY)
 
 
 def generation_options_not_applying(options: Mapping[str, Any]) -> tuple[str, ...]:

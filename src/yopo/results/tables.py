@@ -124,7 +124,7 @@ def recovery_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.astype({c: "Int64" if c == "n" else float for c in columns[4:]})
 
 
-REGIME_ORDER = ("weights only", "self-generated text", "calibration text")
+REGIME_ORDER = {"weights only": 0, "self-generated text": 1, "calibration text": 2}  # row order
 
 
 def regime_table(runs: pd.DataFrame, models: Iterable[str] | None = None,
@@ -163,8 +163,8 @@ def regime_table(runs: pd.DataFrame, models: Iterable[str] | None = None,
                           "ratio achieved": group["ratio_achieved"].mean(),
                           "dense ppl": group["dense_ppl_wikitext2"].mean(),
                           "dense avg": 100 * group["dense_zs_avg"].mean()})
-        order = {r: i for i, r in enumerate(REGIME_ORDER)}
-        rows += sorted(block, key=lambda r: (order.get(r["data regime"], len(order)), r["ppl"]))
+        rows += sorted(block, key=lambda r: (REGIME_ORDER.get(r["data regime"], len(REGIME_ORDER)),
+                                             r["ppl"]))
     table = pd.DataFrame(rows, columns=columns)
     for col in columns[6:]:  # pd.NA (a nullable column's missing value) -> NaN
         table[col] = table[col].astype(object).where(table[col].notna(), float("nan"))
