@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import load_tiny
+from yopo.adapters import get_adapter
 from yopo.config import compose
 from yopo.errors import ConfigError
 from yopo.methods.activation import ActivationNeurons
@@ -73,14 +74,9 @@ def test_activation_on_self_text_reads_no_dataset(tmp_path):
     ctx = self_context(tmp_path)  # no data_dir: the local slice cannot be read
     method = ActivationNeurons(calibration_source="self", calibration_tokens=64,
                                calibration_seq_len=16)
-    report = method.prune(model, model_adapter(model), ctx)
+    report = method.prune(model, get_adapter(model), ctx)
     assert report["data_regime"] == "self-generated text"
     assert report["calibration_tokens"] == 64 and len(report["self_text_sha256"]) == 64
-
-
-def model_adapter(model):
-    from yopo.adapters import get_adapter
-    return get_adapter(model)
 
 
 @pytest.mark.parametrize("kwargs,match", [({"source": "self", "temperature": 0.0},
