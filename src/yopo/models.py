@@ -121,7 +121,7 @@ def _from_pretrained(location: str, dtype: torch.dtype, device_map: Any, what: s
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, device_map=device_map)
     except OSError as err:  # hub errors (offline, gated, unknown id) subclass OSError
-        hint = ("HF_HUB_OFFLINE is set, so the hub is not contacted" if hub_offline()
+        hint = ("HF_HUB_OFFLINE is set, so the hub is not contacted" if hub_offline("HF_HUB_OFFLINE")
                 else "the Hugging Face hub is unreachable or the id is wrong/gated")
         raise ModelUnavailableError(
             f"cannot load {what} from '{location}': {hint}. Download it on a machine with hub "

@@ -54,7 +54,8 @@ def data_file(data_dir: str | Path, relative: str) -> Path:
     return path
 
 
-def hub_offline() -> bool:
-    """Whether the Hugging Face hub is switched off (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE)."""
+def hub_offline(*variables: str) -> bool:
+    """Whether the Hugging Face hub is switched off by any of `variables` (default:
+    HF_HUB_OFFLINE or HF_DATASETS_OFFLINE, what dataset loading obeys)."""
     return any(os.environ.get(var, "0") not in ("0", "", "false", "False")
-               for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+               for var in variables or ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
