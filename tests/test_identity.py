@@ -27,10 +27,22 @@ def test_anything_that_can_change_the_result_changes_the_id(override):
 
 @pytest.mark.parametrize("override", [
     "paths.runs_dir=/elsewhere", "paths.cache_dir=/elsewhere", "paths.data_dir=/elsewhere",
-    "logger=none", "device=cpu", "save_model=false", "skip_existing=false",
+    "logger=none", "save_model=false", "skip_existing=false",
     "launcher=joblib", "method.layer_batch=2", "method.spectrum_workers=3"])
 def test_where_and_how_a_run_happens_does_not_change_the_id(override):
     assert run_id(override) == run_id()
+
+
+def test_the_device_kind_is_part_of_the_run_and_which_device_of_a_kind_is_not(monkeypatch):
+    # this machine has no GPU: `auto` is the CPU, and naming it changes nothing
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert run_id("device=cpu") == run_id("device=auto")
+    on_gpu = run_id("device=cuda")
+    assert on_gpu != run_id("device=cpu")  # a CPU and a GPU run of one config are two runs
+    assert run_id("device=cuda:1") == on_gpu  # another GPU of the same kind: the same run
+    # a model spread over the GPUs is a cuda run where they exist
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert run_id("+model.device_map=auto") == on_gpu == run_id("device=auto")
 
 
 def test_a_deterministic_method_is_one_run_at_every_seed():

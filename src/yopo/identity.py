@@ -8,9 +8,10 @@ conf/method/expected_activation.yaml) gives a new run instead of reporting the o
 
 What identifies a run: the model config, the method and all its options, ratio, seed, round_to,
 the evaluation, recovery fine-tuning, any other top-level key a future config adds, the
-content hash of a reused policy, the calibration slice size and the data checksums. What does
-not: where things lie (paths, data.dir, transfer.runs_dir), logging, the launcher, the device
-and device map, `skip_existing`, `save_model`. Options that cannot change this run's result are
+content hash of a reused policy, the calibration slice size, the data checksums and the device
+kind (cpu / cuda: sampled masks, self-generated text and rounding differ; yopo.device). What
+does not: where things lie (paths, data.dir, transfer.runs_dir), logging, the launcher, which
+device of a kind and the device map, `skip_existing`, `save_model`. Options that cannot change this run's result are
 left out and recorded as not used: the seed of a deterministic method, the policy-training
 options when a policy is reused, options a method marks as runtime-only (batching,
 worker counts), and options the method's configuration does not read (`options_not_applying`:
@@ -29,12 +30,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError
 
-IDENTITY_VERSION = 1  # bump when what is hashed changes: every run gets a new folder
+IDENTITY_VERSION = 2  # bump when what is hashed changes: every run gets a new folder
+# (2: the device kind is hashed)
 RUN_ID_LENGTH = 12
 METRICS_FILE = "metrics.json"  # a run folder's record, written last: it marks the run complete
+EXAMPLES_FILE = "example_scores.json"  # each zero-shot example's score: {pruned, dense, before_rft}
 # top-level keys that say where or how a run happens, not what it computes
-NOT_IDENTIFYING = ("hydra", "paths", "logger", "launcher", "device", "skip_existing",
-                   "save_model", "transfer", "policy")
+NOT_IDENTIFYING = ("hydra", "paths", "logger", "launcher", "skip_existing", "save_model",
+                   "transfer", "policy")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def identify(cfg: DictConfig | Mapping[str, Any]) -> RunIdentity:
     """The identity of the run that `cfg` (a composed run config, with or without its hydra
     node) describes."""
     from .data import CHECKSUMS
+    from .device import device_kind
     from .rft import enabled as rft_enabled
 
     cls = method_class(cfg["method"])
@@ -102,6 +106,7 @@ def identify(cfg: DictConfig | Mapping[str, Any]) -> RunIdentity:
         fields[key] = _container(cfg[key])
     fields["method"] = method
     fields["model"] = {k: v for k, v in fields["model"].items() if k != "device_map"}
+    fields["device"] = device_kind(cfg["device"], cfg["model"].get("device_map"))
     fields["seed"] = int(cfg["seed"]) if seed_used else None
     fields["ratio"] = float(cfg["ratio"])
     data = {k: v for k, v in dict(fields.get("data") or {}).items() if k != "dir"}

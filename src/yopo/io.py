@@ -49,9 +49,10 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
+def write_json(path: str | os.PathLike, data: Any, indent: int | None = 2) -> None:
+    """`data` as JSON, atomically; indent=None writes it on one line (long lists of numbers)."""
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        tmp.write_text(json.dumps(data, indent=indent, sort_keys=False, default=str) + "\n")
 
 
 @lru_cache(maxsize=None)

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .adapters import get_adapter
@@ -18,11 +17,12 @@ from . import rft
 from .eval import (check_eval, dense_scores, evaluate_run, format_eval, needs_dense_copy,
                    score_model)
 from .errors import ConfigError
-from .identity import METRICS_FILE, RunIdentity, identify, reused_policy
+from .identity import EXAMPLES_FILE, METRICS_FILE, RunIdentity, identify, reused_policy
 from .io import atomic_dir, write_json
 from .methods import build_method
 from .methods.base import NeuronSelectionMethod, PruneContext, check_ratio
 from .data.calibration import WEIGHTS_ONLY
+from .device import device_record, resolve_device
 from .eval.throughput import ideal_speedup
 from .models import count_parameters, load_model
 from .modeling.fused_mlp import apply_fuse_option, check_fuse_option
@@ -30,12 +30,6 @@ from .spectra import ffn1_spectra, save_spectra
 from .tracking import check_logger, log_run
 
 MODEL_DIR = "pruned_model"
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def git_commit() -> str | None:
@@ -152,6 +146,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     fused = apply_fuse_option(cfg.inference.fuse_gate_up, [model, dense_model])
     evaluation = evaluate_run(cfg, model, tokenizer, adapter, dense, dense_model, ideal)
     del dense_model
+    # each zero-shot example's score, for paired comparisons (results.paired), beside the record
+    examples = {"pruned": evaluation.pop("examples"),
+                "dense": (dense or {}).get("examples"),
+                "before_rft": (before_rft or {}).pop("examples", None)}
+    evaluation["dense"] = {k: v for k, v in (dense or {}).items() if k != "examples"} or None
 
     metrics: dict[str, Any] = {
         "run_id": identity.run_id,
@@ -166,10 +165,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "before_rft": before_rft, "rft": rft_report,
         "inference": {"fuse_gate_up": cfg.inference.fuse_gate_up, "fused_mlps": fused},
         "total_seconds": time.perf_counter() - started,
-        "device": device, "git_commit": git_commit(), "versions": package_versions(),
+        **device_record(device, next(model.parameters()).dtype),
+        "git_commit": git_commit(), "versions": package_versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "identity": identity.fields, "options_not_used": identity.not_used,
     }
+    if any(examples.values()):
+        write_json(run_dir / EXAMPLES_FILE, examples, indent=None)
     write_json(run_dir / METRICS_FILE, metrics)  # written last: it marks the run complete
     log_run(cfg, run_dir, metrics, spectra)  # after it: a logging failure loses no result
     return metrics

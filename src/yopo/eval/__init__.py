@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data import data_file
 from ..data.wikitext import wikitext2_text
+from ..device import device_kind
 from ..errors import YopoError
 from ..io import write_json
 from ..paper import TASK_METRICS
@@ -48,12 +49,15 @@ def needs_dense_copy(eval_cfg: DictConfig) -> bool:
 
 
 def _scores_config(cfg: DictConfig) -> dict[str, Any]:
-    """Everything the dense scores depend on: not the throughput settings, not where the data
-    lies (its files are checksummed), not the device (which moves scores by rounding only)."""
+    """Everything the dense scores depend on: the device kind (a pruned run's identity holds
+    it, and its dense reference must come from the same kind), not the throughput settings,
+    not where the data lies (its files are checksummed). `format` 2: the cache holds each
+    example's score too (older caches do not, so they are not found)."""
     eval_cfg = OmegaConf.to_container(cfg.eval, resolve=True)
     eval_cfg.pop("throughput", None)
     return {"model": OmegaConf.to_container(cfg.model, resolve=True), "eval": eval_cfg,
-            "calibration_tokens": int(cfg.data.calibration_tokens)}
+            "calibration_tokens": int(cfg.data.calibration_tokens), "format": 2,
+            "device": device_kind(cfg.device, cfg.model.get("device_map"))}
 
 
 def dense_cache_path(cfg: DictConfig) -> Path:
@@ -64,7 +68,7 @@ def dense_cache_path(cfg: DictConfig) -> Path:
 
 def score_model(model, tokenizer, cfg: DictConfig) -> dict[str, Any]:
     """Zero-shot accuracy and WikiText-2 perplexity of one model, as the eval config asks
-    (a skipped part is None)."""
+    (a skipped part is None), and each zero-shot example's score under "examples"."""
     e = cfg.eval
     zeroshot = None
     if e.tasks:
@@ -77,10 +81,11 @@ def score_model(model, tokenizer, cfg: DictConfig) -> dict[str, Any]:
                                           int(cfg.data.calibration_tokens), **e.perplexity)
     return {"zeroshot": zeroshot,
             "ppl_wikitext2": perplexity["value"] if perplexity else None,
-            "ppl_protocol": perplexity}
+            "ppl_protocol": perplexity,
+            "examples": zeroshot.pop("examples") if zeroshot else None}
 
 
-DENSE_KEYS = ("zeroshot", "ppl_wikitext2", "ppl_protocol", "score_config")
+DENSE_KEYS = ("zeroshot", "ppl_wikitext2", "ppl_protocol", "examples", "score_config")
 
 
 def read_dense_cache(path: Path) -> dict[str, Any]:

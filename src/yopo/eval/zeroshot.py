@@ -11,6 +11,7 @@ through the TaskManager's metadata, so one set of YAMLs serves any data dir.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -119,16 +120,34 @@ def run_lm_eval(model, tokenizer, tasks, *, source: str = "local", data_dir=None
     return results, names
 
 
+def example_scores(results: dict[str, Any], names: list[str], tasks: list[str]
+                   ) -> dict[str, Any]:
+    """Each example's score, from lm-eval's logged samples: {task: {metric, doc_id [n],
+    value [n], docs_sha256}} in doc_id order. `docs_sha256` hashes the examples' lm-eval
+    doc hashes, so a paired comparison can check that two runs scored the same examples."""
+    out = {}
+    for name, task in zip(names, tasks):
+        metric = TASK_METRICS[task]
+        samples = sorted(results["samples"][name], key=lambda s: s["doc_id"])
+        out[task] = {"metric": metric, "doc_id": [int(s["doc_id"]) for s in samples],
+                     "value": [float(s[metric]) for s in samples],
+                     "docs_sha256": hashlib.sha256(
+                         "".join(s["doc_hash"] for s in samples).encode()).hexdigest()}
+    return out
+
+
 def evaluate_zeroshot(model, tokenizer, tasks, **options) -> dict[str, Any]:
     """Zero-shot accuracy of `model` as the paper reports it (options: see run_lm_eval).
 
     Returns {task: {metric, value, stderr, n}, "avg": mean value over the tasks, "avg_stderr":
     its standard error (tasks independent), "limit": examples per task (None = full sets),
-    "source", "dtype", "batch_size", "seconds"}.
+    "source", "dtype", "batch_size", "seconds", "examples": each example's score
+    (`example_scores`; the pipeline writes it to a file of its own, not to metrics.json)}.
     """
     started = time.perf_counter()
-    results, names = run_lm_eval(model, tokenizer, tasks, **options)
+    results, names = run_lm_eval(model, tokenizer, tasks, log_samples=True, **options)
     scores = _collect(results, names, list(tasks))
+    examples = example_scores(results, names, list(tasks))
     values = [s["value"] for s in scores.values()]
     stderrs = [s["stderr"] for s in scores.values()]
     return {**scores,
@@ -137,7 +156,7 @@ def evaluate_zeroshot(model, tokenizer, tasks, **options) -> dict[str, Any]:
                            if None not in stderrs else None),
             "limit": options.get("limit"), "source": options.get("source", "local"),
             "dtype": options.get("dtype", "float32"), "batch_size": options.get("batch_size", 1),
-            "seconds": time.perf_counter() - started}
+            "seconds": time.perf_counter() - started, "examples": examples}
 
 
 @contextmanager
