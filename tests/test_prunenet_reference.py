@@ -62,13 +62,19 @@ def test_layer_rewards_are_weighted_0_99_to_the_layer_index():
     assert PruneNetReference().discount == 0.99
 
 
-def test_one_optimiser_step_per_layer_per_episode(monkeypatch):
-    calls = {"step": 0, "zero_grad": 0}
+def test_one_optimiser_step_per_layer_per_episode_and_each_moves_the_policy(monkeypatch):
+    # 4 episodes x 3 layers = 12 losses, counted by hand. Every step is counted and checked to
+    # change the policy's weights, so a run that skipped its steps (or stepped without effect)
+    # fails here instead of agreeing with its own skip count.
+    calls = {"zero_grad": 0, "moved": []}
     step, zero_grad = torch.optim.AdamW.step, torch.optim.AdamW.zero_grad
 
     def counted_step(self, *args, **kwargs):
-        calls["step"] += 1
-        return step(self, *args, **kwargs)
+        params = [p for group in self.param_groups for p in group["params"]]
+        before = [p.detach().clone() for p in params]
+        out = step(self, *args, **kwargs)
+        calls["moved"].append(any(not torch.equal(b, p) for b, p in zip(before, params)))
+        return out
 
     def counted_zero_grad(self, *args, **kwargs):
         calls["zero_grad"] += 1
@@ -80,8 +86,36 @@ def test_one_optimiser_step_per_layer_per_episode(monkeypatch):
     _, report = PruneNetReference(episodes=4).keep_indices(model, adapter, 100,
                                                            PruneContext(ratio=0.375))
     assert calls["zero_grad"] == 4 * 3  # one loss per layer per episode
-    assert calls["step"] == 4 * 3 - report["skipped_steps"] == report["optimizer_steps"]
+    # float32 keep probabilities of this model never underflow, so no step may be skipped
+    assert calls["moved"] == [True] * (4 * 3)
+    assert report["optimizer_steps"] == 4 * 3 and report["skipped_steps"] == 0
     assert len(report["reward_history"]) == 4
+
+
+def test_a_step_with_non_finite_gradients_is_skipped_and_counted(monkeypatch):
+    # The 2nd and 5th of the 12 losses see keep probabilities of 0 (log 0 = -inf, as when a kept
+    # row underflows under new noise): exactly those two steps are skipped, the other 10 taken.
+    forward, step = FullMatrixPolicy.forward, torch.optim.AdamW.step
+    calls = {"losses": 0, "steps": 0}
+
+    def rigged_forward(self, *args, **kwargs):
+        probs = forward(self, *args, **kwargs)
+        if not torch.is_grad_enabled():  # the draws; only the losses see gradients
+            return probs
+        calls["losses"] += 1
+        return probs * 0 if calls["losses"] in (2, 5) else probs
+
+    def counted_step(self, *args, **kwargs):
+        calls["steps"] += 1
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(FullMatrixPolicy, "forward", rigged_forward)
+    monkeypatch.setattr(torch.optim.AdamW, "step", counted_step)
+    model, adapter = tiny_llama()
+    _, report = PruneNetReference(episodes=4).keep_indices(model, adapter, 100,
+                                                           PruneContext(ratio=0.375))
+    assert calls == {"losses": 12, "steps": 10}
+    assert report["skipped_steps"] == 2 and report["optimizer_steps"] == 10
 
 
 def test_same_seed_same_mask_and_another_seed_another_mask():
