@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForCausalLM
 
 from conftest import load_tiny, logits
@@ -17,6 +18,7 @@ from yopo.config import compose
 from yopo.data import DataError
 from yopo.data.wikitext import split_calibration, wikitext2_token_ids
 from yopo.errors import ConfigError
+from yopo.eval.throughput import ideal_speedup, linear_cost
 from yopo.methods.activation import ActivationNeurons, activation_scores
 from yopo.methods.base import PruneContext, kept_width
 from yopo.data.calibration import Calibration
@@ -260,6 +262,31 @@ def test_pipeline_records_slicegpt_semantics_and_parameters(tmp_path):
     assert metrics["calibration_tokens"] == 256
     ideal = metrics["throughput"]["ideal_speedup"]
     assert ideal["prefill"] > 1 and ideal["ffn_ratio"] == 0  # narrower stream, same FFN width
+
+
+def matmul_flops(model) -> float:
+    """FLOPs of the matrix products one token's forward pass runs, counted by torch's own
+    FlopCounterMode (aten.mm / addmm: every linear and every shortcut x @ S; a 1-token context
+    leaves attention over it out, as the ideal speedup does)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.tensor([[5]]), use_cache=False)
+    counts = counter.get_flop_counts()["Global"]
+    return float(sum(n for op, n in counts.items() if str(op) in ("aten.mm", "aten.addmm")))
+
+
+def test_slicegpt_ideal_speedup_counts_the_shortcut_products(tiny, calibration_slice, clone):
+    """The shortcut matrices on the sliced norms are multiplied with every token: the ideal
+    speedup's FLOPs are what the forward pass computes, its bytes every weight read (all
+    parameters but the embeddings, which are looked up)."""
+    _, model, _, adapter = tiny
+    dense = clone(model)
+    SliceGPT(**CALIBRATION).prune(model, adapter, context(calibration_slice, 0.25))
+    ideal = ideal_speedup(dense, model, adapter)
+    assert ideal["prefill"] == pytest.approx(matmul_flops(dense) / matmul_flops(model), rel=1e-9)
+    embeddings = sum(m.weight.numel() for m in model.modules()
+                     if isinstance(m, torch.nn.Embedding))
+    bytes_read = 4 * (count_parameters(model) - embeddings)  # float32
+    assert linear_cost(model, adapter)["weight_bytes"]["total"] == bytes_read
 
 
 def test_slicegpt_rejects_post_norm_opt_before_changing_it():

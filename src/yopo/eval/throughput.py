@@ -8,8 +8,9 @@ is reported. On CUDA every timing is bracketed by torch.cuda.synchronize.
 
 Ideal: a token's cost is dominated by its matrix products, so with f = the FFN share of the
 per-token cost and r = the fraction of FFN neurons removed, the speedup is 1 / (1 - r f).
-Compute-bound prefill is weighed by FLOPs (2 * in * out per nn.Linear, the LM head included),
-memory-bound decode by the bytes of those weights. Attention over the context (whose cost grows
+Compute-bound prefill is weighed by FLOPs (2 * in * out per nn.Linear, the LM head included,
+and per shortcut matrix S [d, d_out] that a SliceGPT norm multiplies the stream by), memory-bound
+decode by the bytes of those weights. Attention over the context (whose cost grows
 with its length) is not counted, so measured speedups fall short of the ideal as prompts grow.
 
 Peak memory: on CUDA torch.cuda.max_memory_allocated over each measurement; on CPU there is no
@@ -26,19 +27,24 @@ import torch
 from torch import nn
 
 from ..adapters import FFNAdapter
+from ..modeling.modeling_yopo_sliced import SlicedNorm
 from ..progress import progress
 
 
 def linear_cost(model: nn.Module, adapter: FFNAdapter) -> dict[str, dict[str, float]]:
-    """Per-token cost of the model's nn.Linear layers, FFN part and whole:
-    {"flops": {"ffn", "total"}, "weight_bytes": {"ffn", "total"}}."""
+    """Per-token cost of the model's matrix products (nn.Linear layers and SliceGPT's shortcut
+    matrices), FFN part and whole: {"flops": {"ffn", "total"}, "weight_bytes": {"ffn", "total"}}."""
     ffn_ids = {id(lin) for block in adapter.blocks(model)
                for lin in (*block.ffn_in, block.ffn_out)}
     cost = {"flops": {"ffn": 0.0, "total": 0.0}, "weight_bytes": {"ffn": 0.0, "total": 0.0}}
     for module in model.modules():
-        if not isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear):
+            flops = 2.0 * module.in_features * module.out_features
+        elif isinstance(module, SlicedNorm) and module.shortcut is not None:
+            # the stream that bypasses the branch is carried across bases: x [d] @ S [d, d_out]
+            flops = 2.0 * module.shortcut.numel()
+        else:
             continue
-        flops = 2.0 * module.in_features * module.out_features
         nbytes = float(sum(p.numel() * p.element_size() for p in module.parameters(recurse=False)))
         for kind, value in (("flops", flops), ("weight_bytes", nbytes)):
             cost[kind]["total"] += value
