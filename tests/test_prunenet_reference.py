@@ -148,13 +148,35 @@ def test_policy_transfers_across_ratios_but_only_to_the_same_d_and_m(tmp_path):
         load_policy(tmp_path / "rows", FullMatrixPolicy, hidden_size=64, ffn_width=160)
 
 
-def test_prune_with_best_takes_the_best_episodes_policy():
+def test_prune_with_best_prunes_with_the_policy_after_the_best_episode():
+    # The best policy is rebuilt without prune_with=best: the default (`last`) run stopped after
+    # the best episode. The mask must be that policy's draw, and differ from the last policy's.
     model, adapter = tiny_llama()
-    _, report = PruneNetReference(episodes=3, prune_with="best").keep_indices(
-        model, adapter, 100, PruneContext(ratio=0.375))
-    history = report["reward_history"]
-    assert report["best_total_reward"] == max(history)
-    assert report["best_episode"] == history.index(max(history))
+    layers = [b.ffn1.detach() for b in adapter.blocks(model)]
+    ctx = PruneContext(ratio=0.375)  # seed 0: rewards 11.09, 11.53, 11.53, 11.53
+
+    def trained(episodes):  # (policy after `episodes` episodes, its history, the generator)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        policy, info = PruneNetReference(episodes=episodes).train(layers, 100, ctx, gen)
+        return policy, info["reward_history"], gen
+
+    last, history, gen = trained(4)
+    best = history.index(max(history))  # the first episode to reach the highest total reward
+    assert best < 3  # so the best policy is not the last one
+    best_policy, prefix, _ = trained(best + 1)  # training is deterministic: the same episodes
+    assert prefix == history[: best + 1]
+    keep, report = PruneNetReference(episodes=4, prune_with="best").keep_indices(
+        model, adapter, 100, ctx)
+    assert report["best_episode"] == best and report["best_total_reward"] == max(history)
+
+    def final_masks(policy):  # the final draw follows training on the same generator
+        draw_gen = torch.Generator().set_state(gen.get_state())
+        with torch.no_grad():
+            return torch.stack([PruneNetReference.draw(policy, w.float(), 100, draw_gen)
+                                for w in layers])
+
+    assert torch.equal(torch.stack(keep), final_masks(best_policy)), "not the best policy's mask"
+    assert not torch.equal(torch.stack(keep), final_masks(last))  # the two policies' masks differ
 
 
 @pytest.mark.parametrize("bad", [dict(episodes=0), dict(prune_with="first")])
