@@ -246,6 +246,34 @@ def test_fold_norm_reads_through_the_norm_weight():
     assert (plain[:, 0] > 0.1 * plain.median(dim=1).values).all()
 
 
+FFN_NORM = {"tiny_phi": "input_layernorm", "tiny_opt": "final_layer_norm"}  # LayerNorm, biased
+ACTIVATION = {"gelu_new": lambda a: torch.nn.functional.gelu(a, approximate="tanh"),
+              "relu": torch.relu}
+
+
+@pytest.mark.parametrize("name", sorted(FFN_NORM))
+def test_pre_activation_means_include_the_layernorm_bias(name):
+    """The FFN reads LayerNorm(h) * w + beta: with mean=none and vanishing noise the input is
+    beta alone, so neuron j scores |act(fc1_j . beta + c_j)| * ||fc2[:, j]||, computed here
+    directly from the modules."""
+    model, _ = load_tiny(name)
+    adapter = get_adapter(model)
+    layers = adapter.decoder_layers(model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in layers:
+            getattr(layer, FFN_NORM[name]).bias.copy_(torch.randn(64, generator=generator))
+    tiny_noise = {"noise_var": 1e-12, "first_layer_noise_var": 1e-12}
+    scores, _ = ExpectedActivation(mean="none", **tiny_noise, **FAST).scores(model, adapter)
+    act = ACTIVATION[adapter.activation_name(model)]
+    for layer, row in zip(layers, scores):
+        block = adapter.ffn_block(layer)
+        beta = getattr(layer, FFN_NORM[name]).bias.detach().double()
+        pre = block.ffn1.detach().double() @ beta + block.ffn_in[0].bias.detach().double()
+        expected = act(pre).abs() * block.ffn_out.weight.detach().double().norm(dim=0)
+        torch.testing.assert_close(row, expected, rtol=1e-6, atol=0.0)
+
+
 def test_noise_power_reshapes_the_noise_at_the_same_total_variance():
     """p = 0: variance var * w^2 (isotropic before the norm weight); p = 1: flat; p = 2:
     proportional to 1 / w^2. The total stays var * ||w||^2, and a neuron reading only channels

@@ -22,6 +22,11 @@ def norm_scale(norm: nn.Module) -> torch.Tensor | None:
     return getattr(norm, "weight", None)
 
 
+def norm_shift(norm: nn.Module) -> torch.Tensor | None:
+    """The bias [d] a LayerNorm adds after its scale, or None (RMSNorm, a SliceGPT-folded norm)."""
+    return getattr(norm, "bias", None)
+
+
 @dataclass
 class FFNBlock:
     """One transformer layer's FFN.
@@ -30,6 +35,7 @@ class FFNBlock:
             fc1 for Phi/OPT). ffn_in[0] is the "FFN1" matrix PruneNet scores.
     ffn_out: the linear whose *columns* are FFN neurons, weight [d, m].
     norm_weight: the norm scale applied to the FFN input, [d], or None.
+    norm_bias: the norm bias added to the FFN input after the scale (LayerNorm), [d], or None.
     out_scale: the per-channel scale [d] the FFN's output passes on its way to the residual
                stream (Gemma's post-FFN norm), or None where it is added as it is.
     """
@@ -38,6 +44,7 @@ class FFNBlock:
     ffn_out: nn.Linear
     norm_weight: torch.Tensor | None
     out_scale: torch.Tensor | None = None
+    norm_bias: torch.Tensor | None = None
 
     def output_columns(self) -> torch.Tensor:
         """What each neuron writes into the stream per unit of activation: ffn_out's weight

@@ -2,7 +2,7 @@
 from torch import nn
 
 from ..errors import ConfigError
-from .base import FFNAdapter, FFNBlock, ResidualBranch, ResidualLayout, norm_scale
+from .base import FFNAdapter, FFNBlock, ResidualBranch, ResidualLayout, norm_scale, norm_shift
 
 
 class OPTAdapter(FFNAdapter):
@@ -14,7 +14,8 @@ class OPTAdapter(FFNAdapter):
         return model.model.decoder.layers
 
     def ffn_block(self, layer: nn.Module) -> FFNBlock:
-        return FFNBlock([layer.fc1], layer.fc2, norm_scale(layer.final_layer_norm))
+        return FFNBlock([layer.fc1], layer.fc2, norm_scale(layer.final_layer_norm),
+                        norm_bias=norm_shift(layer.final_layer_norm))
 
     def _set_ffn(self, layer, ffn_in, ffn_out):
         (layer.fc1,) = ffn_in

@@ -1,7 +1,7 @@
 """Phi (phi-1, phi-1.5, phi-2): fc2(act(fc1(x))) with biases, parallel to attention."""
 from torch import nn
 
-from .base import FFNAdapter, FFNBlock, ResidualBranch, ResidualLayout, norm_scale
+from .base import FFNAdapter, FFNBlock, ResidualBranch, ResidualLayout, norm_scale, norm_shift
 
 
 class PhiAdapter(FFNAdapter):
@@ -13,7 +13,8 @@ class PhiAdapter(FFNAdapter):
 
     def ffn_block(self, layer: nn.Module) -> FFNBlock:
         # Attention and FFN share one input LayerNorm in Phi.
-        return FFNBlock([layer.mlp.fc1], layer.mlp.fc2, norm_scale(layer.input_layernorm))
+        return FFNBlock([layer.mlp.fc1], layer.mlp.fc2, norm_scale(layer.input_layernorm),
+                        norm_bias=norm_shift(layer.input_layernorm))
 
     def _set_ffn(self, layer, ffn_in, ffn_out):
         (layer.mlp.fc1,) = ffn_in

@@ -15,6 +15,9 @@ mean is estimated from the weights:
     score_j = ||W_out[:, j]||_2 * E| act(g_j . x) * (u_j . x) |     (gated FFN; act(f_j . x + c_j)
                                                                     for fc1-style FFNs)
 
+A LayerNorm (Phi, OPT) adds its bias beta_l after the weight: the FFN input is
+LayerNorm(h) * w_l + beta_l, so its mean is mu_l + beta_l, whatever model of mu_l is used below.
+
 The noise's shape is set by `noise_power` p: the x-space variance of channel c is
 proportional to |w_c|^(2 (1 - p)) at the same total variance noise_var * ||w_l||^2. p = 0 is noise
 isotropic *before* the norm weight (the formula above); p = 1 isotropic after it; p > 1 puts more
@@ -297,6 +300,9 @@ class ExpectedActivation(NeuronSelectionMethod):
                 means[0] = norms[0] * mean / rms
                 noise[0] = self.noise_variance(self.first_layer_noise_var, norms[0])
                 first = "attention"
+        if self.fold_norm:  # the norm's bias is part of the affine map folded into the input
+            means = [mu + b.norm_bias.detach().double() if b.norm_bias is not None else mu
+                     for mu, b in zip(means, blocks)]
         act, z = activation_function(model, adapter), standard_normal_pairs(self.samples)
         rows = []
         for block, mu, var in progress(list(zip(blocks, means, noise)),
