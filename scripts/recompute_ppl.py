@@ -6,9 +6,11 @@ number in its metrics.json.
 For every run folder: reload `pruned_model/` from disk with plain transformers
 (`trust_remote_code=True`, so per-layer-width and SliceGPT checkpoints rebuild themselves from
 their own modeling file), rebuild the chunks the run recorded (`ppl_protocol`: seqlen, chunks,
-calibration tokens held out, the same text and tokenizer) and compute the perplexity with
-transformers' own causal-LM loss (`labels=`), not yopo's evaluation code. Prints the recorded
-and the recomputed value and exits 1 if any pair differs by more than --rtol.
+calibration tokens held out, the same tokenizer) and compute the perplexity with transformers'
+own causal-LM loss (`labels=`). Nothing of yopo's evaluation or data code is used: the text is
+read from the raw file and split here, by the protocol yopo.eval.perplexity documents, so a bug
+in yopo's reader or split shows as a difference. Prints the recorded and the recomputed value
+and exits 1 if any pair differs by more than --rtol.
 """
 from __future__ import annotations
 
@@ -22,7 +24,18 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from yopo.config import compose
-from yopo.data.wikitext import split_calibration, wikitext2_token_ids
+
+
+def wikitext2_test_ids(tokenizer, data_dir: str | Path) -> torch.Tensor:
+    """The WikiText-2 test text as pruning papers read it, tokenised once: [N]. Its rows are
+    those of HF `wikitext-2-raw-v1` test, which that dataset's builder made by iterating over the
+    raw file's lines (a blank line becomes ""); the rows are joined with "\\n\\n"."""
+    path = Path(data_dir) / "wikitext2" / "wiki.test.raw"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no WikiText-2 test file there (give --data-dir)")
+    with open(path, encoding="utf-8") as raw:
+        rows = [line if line.strip() else "" for line in raw]
+    return torch.tensor(tokenizer("\n\n".join(rows))["input_ids"])
 
 
 def recompute(run_dir: Path, data_dir: str, device: str = "cpu",
@@ -36,16 +49,19 @@ def recompute(run_dir: Path, data_dir: str, device: str = "cpu",
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True,
                                                  dtype=dtype).to(device).eval()
-    calibration, evaluation = split_calibration(wikitext2_token_ids(tokenizer, data_dir),
-                                                int(protocol["calibration_tokens"]))
-    if protocol.get("text", "evaluation") == "calibration":  # a tuning run (eval=tuning)
-        evaluation = calibration
+    ids = wikitext2_test_ids(tokenizer, data_dir)
+    cut = ids.numel() - int(protocol["calibration_tokens"])  # the last ones are held out
+    tuning = protocol.get("text", "evaluation") == "calibration"  # a tuning run (eval=tuning)
+    evaluation = ids[cut:] if tuning else ids[:cut]
     seqlen, chunks = int(protocol["seqlen"]), int(protocol["chunks"])
+    if evaluation.numel() < seqlen * chunks:
+        raise SystemExit(f"{run_dir}: the text has {evaluation.numel()} tokens, fewer than the "
+                         f"{chunks} chunks of {seqlen} the run recorded")
     nll, tokens = 0.0, 0
     with torch.no_grad():
         for i in range(chunks):
-            ids = evaluation[i * seqlen:(i + 1) * seqlen][None].to(device)  # [1, seqlen]
-            loss = model(ids, labels=ids, use_cache=False).loss  # mean over seqlen-1 predictions
+            chunk = evaluation[i * seqlen:(i + 1) * seqlen][None].to(device)  # [1, seqlen]
+            loss = model(chunk, labels=chunk, use_cache=False).loss  # mean of seqlen-1 losses
             nll += loss.item() * (seqlen - 1)
             tokens += seqlen - 1
     return float(metrics["ppl_wikitext2"]), math.exp(nll / tokens)
