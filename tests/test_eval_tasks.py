@@ -1,10 +1,13 @@
 """The local lm-eval tasks read the real benchmark files into well-formed documents."""
 import collections
+import shutil
 
 import pytest
 
+import yopo.eval
 from yopo.config import compose
-from yopo.eval.zeroshot import LOCAL_PREFIX, _task_manager
+from yopo.eval import dense_cache_path
+from yopo.eval.zeroshot import LOCAL_PREFIX, TASKS_DIR, _task_manager
 from yopo.paper import TASK_METRICS
 from yopo.eval.tasks.local_data import split_hellaswag_context
 
@@ -81,3 +84,18 @@ def test_hellaswag_prompt_is_lm_evals_for_the_original_fields(tasks):
 ])
 def test_split_hellaswag_context(ctx, expected):
     assert split_hellaswag_context(ctx) == expected
+
+
+def test_editing_a_task_yaml_changes_the_dense_cache_key(tmp_path, monkeypatch):
+    """A task YAML sets prompts, splits and metrics: cached dense scores must not outlive an
+    edit of one. The key follows the YAMLs' content, not where they lie."""
+    cfg = compose(["model=tiny_llama", "eval=demo", f"paths.runs_dir={tmp_path}"])
+    original = dense_cache_path(cfg)
+    folder = tmp_path / "tasks"
+    shutil.copytree(TASKS_DIR, folder)
+    monkeypatch.setattr(yopo.eval, "TASKS_DIR", folder)
+    assert dense_cache_path(cfg) == original  # same content elsewhere: same key
+    piqa = folder / "piqa.yaml"
+    piqa.write_text(piqa.read_text().replace("validation_split: validation",
+                                             "validation_split: train"))
+    assert dense_cache_path(cfg) != original

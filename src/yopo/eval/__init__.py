@@ -24,7 +24,7 @@ from ..paper import TASK_METRICS
 from .perplexity import check_text, wikitext2_perplexity
 from .tasks.local_data import FILES
 from .throughput import compare_throughput
-from .zeroshot import check_options, evaluate_zeroshot
+from .zeroshot import TASKS_DIR, check_options, evaluate_zeroshot
 
 DENSE_FILE = "dense_metrics.json"
 
@@ -57,7 +57,10 @@ def _scores_config(cfg: DictConfig) -> dict[str, Any]:
     eval_cfg.pop("throughput", None)
     return {"model": OmegaConf.to_container(cfg.model, resolve=True), "eval": eval_cfg,
             "calibration_tokens": int(cfg.data.calibration_tokens), "format": 2,
-            "device": device_kind(cfg.device, cfg.model.get("device_map"))}
+            "device": device_kind(cfg.device, cfg.model.get("device_map")),
+            # the task YAMLs set prompts, splits and metrics: an edited one must not hit the cache
+            "task_yamls": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                           for p in sorted(TASKS_DIR.glob("*.yaml"))}}
 
 
 def dense_cache_path(cfg: DictConfig) -> Path:
