@@ -1,9 +1,12 @@
 """Evaluation on tiny random models: zero-shot through lm-eval, perplexity, throughput, data
 errors, and the pipeline's dense cache."""
+import bz2
 import copy
+import itertools
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,21 +42,74 @@ def test_metric_map_is_the_papers():
                              "arc_easy": "acc_norm", "arc_challenge": "acc_norm"}
 
 
-@pytest.mark.slow  # lm-eval on every task
-def test_random_model_scores_near_chance_offline(tiny_llama, data_dir):
-    model, tokenizer = tiny_llama
+def file_answers(data_dir, task, n):
+    """The first n examples of `task` read straight from the data files, independently of the
+    loaders: (choice texts in the file's order, gold index) each. WinoGrande's choices are the
+    sentence up to the blank with each option filled in (lm-eval scores the rest of the sentence
+    after each), so its choice is the request's context; the other tasks' is the continuation."""
+    def jsonl(path):
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in itertools.islice(f, n)]
+
+    if task == "piqa":
+        labels = Path(data_dir, "piqa/valid-labels.lst").read_text().split()
+        return [([d["sol1"], d["sol2"]], int(label))
+                for d, label in zip(jsonl(Path(data_dir, "piqa/valid.jsonl")), labels)]
+    if task == "winogrande":
+        docs = jsonl(Path(data_dir, "winogrande/validation.jsonl"))
+        return [([d["sentence"][:d["sentence"].index("_")] + d[f"option{i}"] for i in (1, 2)],
+                 int(d["answer"]) - 1) for d in docs]
+    if task == "hellaswag":  # 6 lines an example: context, gold index, four endings
+        with bz2.open(Path(data_dir, "hellaswag/hellaswag_val_full.txt.bz2"), "rt") as f:
+            lines = [line.rstrip("\n") for line in itertools.islice(f, 6 * n)]
+        return [(lines[i + 2:i + 6], int(lines[i + 1])) for i in range(0, len(lines), 6)]
+    name = {"arc_easy": "ARC-Easy", "arc_challenge": "ARC-Challenge"}[task]
+    out = []
+    for d in jsonl(Path(data_dir, f"arc/{name}-Test.jsonl")):
+        choices = d["question"]["choices"]
+        out.append(([c["text"] for c in choices],
+                     [c["label"] for c in choices].index(d["answerKey"])))
+    return out
+
+
+@pytest.mark.slow  # lm-eval loads every task
+def test_zeroshot_scores_a_model_rigged_to_know_a_known_share_of_answers(tiny_llama, data_dir,
+                                                                          monkeypatch):
+    # The rigged model knows the gold answer (from the files above) of the first `known`
+    # examples of each task and picks a wrong choice for the others, so each accuracy is exactly
+    # known / limit. A wrong gold mapping (a flipped or shifted label, choices reordered, examples
+    # out of order, one task's score under another's name) moves at least one of them.
     limit = 24
+    known = {"piqa": 21, "winogrande": 15, "hellaswag": 9, "arc_easy": 18, "arc_challenge": 5}
+    answers = {task: file_answers(data_dir, task, limit) for task in TASK_METRICS}
+
+    def rigged_loglikelihood(self, requests):
+        out = []
+        for req in requests:
+            task = req.task_name.removeprefix("yopo_")
+            choices, gold = answers[task][req.doc_id]
+            context, continuation = req.args
+            text = " ".join((context if task == "winogrande" else continuation).split())
+            index = [i for i, c in enumerate(choices) if " ".join(c.split()) == text]
+            assert len(index) == 1, (task, req.doc_id, text)  # the rigging sees each choice
+            preferred = gold if req.doc_id < known[task] else (gold + 1) % len(choices)
+            out.append((0.0 if index[0] == preferred else -10.0, False))
+        return out
+
+    monkeypatch.setattr("lm_eval.models.huggingface.HFLM.loglikelihood", rigged_loglikelihood)
+    model, tokenizer = tiny_llama
     scores = evaluate_zeroshot(model, tokenizer, list(TASK_METRICS), data_dir=data_dir,
-                               limit=limit, batch_size=8)
-    chance = {"piqa": 0.5, "winogrande": 0.5, "hellaswag": 0.25, "arc_easy": 0.25,
-              "arc_challenge": 0.25}  # ARC: mostly 4 choices
+                               limit=limit)
     for task, metric in TASK_METRICS.items():
-        entry = scores[task]
-        assert entry["metric"] == metric and entry["n"] == limit
-        assert 0.0 < entry["stderr"] < 0.2
-        assert abs(entry["value"] - chance[task]) < 0.35  # ~3.5 standard errors at n=24
-    assert abs(scores["avg"] - sum(chance.values()) / 5) < 0.2
-    assert scores["avg"] == pytest.approx(sum(scores[t]["value"] for t in TASK_METRICS) / 5)
+        p = known[task] / limit
+        assert scores[task] == {"metric": metric, "value": pytest.approx(p), "n": limit,
+                                # the sample standard deviation of 0/1 scores over sqrt(n)
+                                "stderr": pytest.approx(math.sqrt(p * (1 - p) / (limit - 1)))}
+        # example by example, so that no two errors can cancel in the mean
+        examples = scores["examples"][task]
+        assert examples["doc_id"] == list(range(limit))
+        assert examples["value"] == [1.0] * known[task] + [0.0] * (limit - known[task])
+    assert scores["avg"] == pytest.approx(sum(known.values()) / (5 * limit))
     assert scores["limit"] == limit
 
 
