@@ -4,15 +4,20 @@
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_mlp.py --case llama7b    # 7B widths
 
 Models, all in one process and timed interleaved (dense, pruned, ..., dense, ...) with warm-up
-and the median of repeats by yopo.eval.throughput.measure_throughput: the dense model; FFN
+and the median of repeats by yopo.eval.throughput.measure_throughput: the dense model and FFN
 ratio 0.3 with the kept width rounded to each --round-to (1 keeps 1075 of SmolLM2's 1536,
-64 or 128 keep 1024); each of those again with gate and up fused into one [2k, d] product
-(yopo.modeling.fused_mlp). Which neurons are kept does not matter for speed: a random set.
+64 or 128 keep 1024). Which neurons are kept does not matter for speed: a random set. They are
+timed twice, like with like: first as they are, then all of them, the dense model included,
+with gate and up fused into one [2k, d] product (yopo.modeling.fused_mlp, in place), as the
+pipeline fuses both models (`inference.fuse_gate_up`); each pruned model's speedup is over the
+dense model of its own pass.
 
 Ideal speedup = 1 / (1 - r f): r = the achieved FFN ratio, f = the FFN share of the per-token
 cost of all nn.Linear layers (LM head included), by FLOPs for prefill and by weight bytes for
-decode (yopo.eval.throughput.ideal_speedup); attention over the context is not counted, so long
-prompts fall short of it. Printed: tokens/s, measured speedup over dense, ideal, and their ratio.
+decode (yopo.eval.throughput.ideal_speedup, read from the unfused models; fusing changes neither
+FLOPs nor bytes, so it is the ideal of both passes); attention over the context is not counted,
+so long prompts fall short of it. Printed: tokens/s, measured speedup over dense, ideal, and
+their ratio.
 
 --case llama7b: a LLaMA-2-7B-shaped model (hidden 4096, FFN 11008, 32 heads, vocab 32000,
 untied head) with random weights and --layers decoder layers (CPU default 1: the head then
@@ -96,12 +101,8 @@ def main() -> None:
     for k in sorted({kept_width(width, args.ratio, r) for r in args.round_to}, reverse=True):
         rounds = "/".join(str(r) for r in args.round_to if kept_width(width, args.ratio, r) == k)
         pruned = pruned_copy(dense, k)
-        ideal = ideal_speedup(dense, pruned, adapter)
-        fused = copy.deepcopy(pruned)
-        fuse_gate_up(fused)
-        for name, model in ((f"k={k} (round_to {rounds})", pruned),
-                            (f"k={k} (round_to {rounds}) fused", fused)):
-            models[name], ideals[name] = model, ideal
+        models[f"k={k} (round_to {rounds})"] = pruned
+        ideals[f"k={k} (round_to {rounds})"] = ideal_speedup(dense, pruned, adapter)
 
     print(f"\ncase {args.case}: {dense.config.num_hidden_layers} layers, hidden "
           f"{dense.config.hidden_size}, FFN {width}, ratio {args.ratio}, {args.device} {dtype}, "
@@ -111,29 +112,32 @@ def main() -> None:
     any_ideal = next(iter(ideals.values()))
     print(f"FFN share f: {any_ideal['ffn_share']['flops']:.3f} of FLOPs, "
           f"{any_ideal['ffn_share']['weight_bytes']:.3f} of weight bytes (LM head included)")
-    settings = measure_throughput(models, batch_sizes, prompt_tokens, decode_tokens,
-                                  warmup=args.warmup, repeats=args.repeats)
     header = (f"{'batch':>5} {'model':34} {'prefill tok/s':>13} {'x dense':>7} {'ideal':>6} "
               f"{'of ideal':>8} {'decode tok/s':>12} {'x dense':>7} {'ideal':>6} {'of ideal':>8}")
     print(header)
     print("-" * len(header))
-    for setting in settings:
-        base = setting["dense"]
-        for name in models:
-            row = setting[name]
-            cells = []
-            for phase, ideal_key in (("prefill", "prefill"), ("decode", "decode")):
-                rate = row[f"{phase}_tokens_per_s"]
-                speedup = rate / base[f"{phase}_tokens_per_s"]
-                if name == "dense":
-                    cells.append(f"{rate:>13.1f} {'':>7} {'':>6} {'':>8}" if phase == "prefill"
-                                 else f"{rate:>12.1f} {'':>7} {'':>6} {'':>8}")
-                    continue
-                ideal = ideals[name][ideal_key]
-                width_ = 13 if phase == "prefill" else 12
-                cells.append(f"{rate:>{width_}.1f} {speedup:>7.3f} {ideal:>6.3f} "
-                             f"{speedup / ideal:>8.2f}")
-            print(f"{setting['batch_size']:>5} {name:34} {' '.join(cells)}")
+    for suffix in ("", " fused"):
+        if suffix:
+            for model in models.values():
+                fuse_gate_up(model)
+        settings = measure_throughput(models, batch_sizes, prompt_tokens, decode_tokens,
+                                      warmup=args.warmup, repeats=args.repeats)
+        for setting in settings:
+            base = setting["dense"]
+            for name in models:
+                row = setting[name]
+                cells = []
+                for phase in ("prefill", "decode"):
+                    rate = row[f"{phase}_tokens_per_s"]
+                    width_ = 13 if phase == "prefill" else 12
+                    if name == "dense":
+                        cells.append(f"{rate:>{width_}.1f} {'':>7} {'':>6} {'':>8}")
+                        continue
+                    speedup = rate / base[f"{phase}_tokens_per_s"]
+                    ideal = ideals[name][phase]
+                    cells.append(f"{rate:>{width_}.1f} {speedup:>7.3f} {ideal:>6.3f} "
+                                 f"{speedup / ideal:>8.2f}")
+                print(f"{setting['batch_size']:>5} {name + suffix:34} {' '.join(cells)}")
     print(f"load average after: {os.getloadavg()}")
 
 
