@@ -33,8 +33,15 @@
 # python src/run.py -m +experiment=smollm2_methods eval=subset paths.runs_dir=results/runs/subset
 #     # the same on 200 examples per task (a CPU-sized table, ~1.5 h on 2 cores)
 # ```
-# **Writes** `01_zeroshot.{csv,md}` (model x ratio) and `01_zeroshot_runs.{csv,md}` (one row
-# per run and task, with stderr) into `tables_dir`.
+# **Paired comparisons**: each run keeps every example's score (`example_scores.json`), so
+# each variant's accuracy minus a reference's (the dense model, `random`, `activation`) is
+# taken example by example, with a paired bootstrap 95 % interval per task and for the average
+# (`yopo.results.paired_table`): far tighter than two means with separate standard errors.
+#
+# **Writes** `01_zeroshot.{csv,md}` (model x ratio x protocol), `01_zeroshot_runs.{csv,md}` (one
+# row per run and task, with stderr) and `01_paired_<reference>.{csv,md}` into `tables_dir`.
+# With no `runs_dir` and no runs of your own, the published records (`results/published/`)
+# are read.
 
 # %% tags=["parameters"]
 source = "local"    # local: the run folders; wandb: the wandb project below (wandb login)
@@ -43,6 +50,7 @@ runs_dir = None     # None: results/runs under the repository root (or $YOPO_RUN
 tables_dir = None   # None: results/tables under the repository root
 figures_dir = None  # None: results/figures under the repository root
 models = None       # models to show; None: every measured model but phi2, plus llama2_7b
+references = ["dense", "random", "activation"]  # paired differences against each of these
 
 # %%
 from yopo import paper, results
@@ -59,7 +67,9 @@ table = results.zeroshot_table(runs, shown, grid_methods)
 per_run = results.zeroshot_runs(runs, shown)
 
 notes = [loaded + f"; models shown: {', '.join(shown)}.",
-         "Accuracy in percent, mean over seeds (`<method> n` runs); metrics as in the paper: "
+         "Accuracy in percent, mean over the seeds of one variant (`<variant> n` runs; a "
+         "variant is a method with its options, named by the options in which its variants "
+         "differ); rows by evaluation protocol; metrics as in the paper: "
          + ", ".join(f"{t} {m}" for t, m in paper.TASK_METRICS.items()) + ".",
          f"`paper ...` columns: {paper.CITATION}. The paper's ratio is the fraction of FFN "
          "neurons for PruneNet and of the hidden dimension for SliceGPT.",
@@ -74,3 +84,18 @@ elif per_run["limit"].notna().any():
 note = results.save_table(table, tables_dir, "01_zeroshot", notes)
 results.write_table(per_run, tables_dir, "01_zeroshot_runs", note)
 table
+
+# %% [markdown]
+# ## Is a variant better than the reference here? Paired differences on the same examples
+
+# %%
+paired = {ref: results.paired_table(runs, ref, shown) for ref in references}
+for ref, differences in paired.items():
+    results.write_table(differences, tables_dir, f"01_paired_{ref}", "\n".join([
+        f"- {loaded}.",
+        f"- Accuracy minus {ref}'s on the same examples, percentage points (each side the mean "
+        "over its seeds), per task and for the five-task average; `low` / `high`: paired "
+        "bootstrap 95 % interval (2,000 resamples of the examples, each task on its own); "
+        "`decisive`: the average's interval excludes zero.",
+        "- Runs made before per-example scores were kept are left out."]))
+paired["random"] if "random" in paired else next(iter(paired.values()))

@@ -52,7 +52,9 @@ import seaborn as sns
 pairs = results.speedup_columns(runs)  # (measured, ideal) column pairs that hold values
 table = results.throughput_table(runs)
 
-notes = [loaded + ".", "Means over seeds; tokens/s and speedups as the runs recorded them. "
+notes = [loaded + ".", "Means over seeds of one variant; tokens/s and speedups as the runs "
+         "recorded them. Speeds from different machines (`hardware`), `round_to` or inference "
+         "layouts (`fuse_gate_up`) are separate rows, never pooled. "
          "`paper dense` / `paper pruned`: tokens/s, " + paper.CITATION + "."]
 if not pairs:
     notes.append("No throughput measurements in these runs (eval=none, or throughput: null): "
@@ -62,18 +64,18 @@ table
 
 # %%
 if pairs:
-    groups = list(runs.groupby(["model", "method"]))
+    groups = list(runs.groupby(["model", "variant", "hardware"]))
     colors = sns.color_palette(n_colors=len(groups))
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.5 * len(pairs), 4), squeeze=False,
                              sharey=True)
     for ax, (measured, ideal) in zip(axes[0], pairs):
-        for color, ((model, method), group) in zip(colors, groups):
+        for color, ((model, variant, machine), group) in zip(colors, groups):
             means = group.groupby("ratio_target")[[c for c in (measured, ideal) if c]].mean()
             ax.plot(means.index, means[measured], marker="o", color=color,
-                    label=f"{model} / {method}")
+                    label=f"{model} / {variant} ({machine})")
             if ideal:  # a marker too: with one ratio there is no line to draw
                 ax.plot(means.index, means[ideal], linestyle="--", marker="x", color=color,
-                        alpha=0.7, label=f"{model} / {method}, ideal")
+                        alpha=0.7, label=f"{model} / {variant} ({machine}), ideal")
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set(xlabel="ratio (fraction removed)", title=results.speedup_label(measured))
     axes[0][0].set_ylabel("speedup (pruned / dense)")

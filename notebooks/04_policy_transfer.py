@@ -57,8 +57,8 @@ long = results.transfer_table(runs)
 
 notes = [loaded + f"; {len(with_policy)} with a policy, "
          f"{int(with_policy['policy_transferred'].sum())} of them reusing a saved one.",
-         "Means over seeds. Rows: the ratio the policy was trained at; columns: the ratio it "
-         "pruned at."]
+         "Means over seeds of one variant, per evaluation protocol. Rows: the ratio the policy "
+         "was trained at; columns: the ratio it pruned at."]
 if with_policy.empty:
     notes.append("No runs with a policy (PruneNet) here: nothing to lay out.")
 elif not with_policy["policy_transferred"].any():
@@ -68,17 +68,20 @@ note = results.save_table(long, tables_dir, "04_policy_transfer", notes)
 long
 
 # %%
-for (model, method, subset, measure), matrix in results.transfer_matrices(runs).items():
+matrices = results.transfer_matrices(runs)
+protocols = sorted({protocol for (_, _, protocol, _) in matrices})
+for (model, variant, protocol, measure), matrix in matrices.items():
     label = results.TRANSFER_MEASURES[measure]
-    name = f"04_transfer_{model}_{method}_{measure}" + ("" if subset == "full" else
-                                                        f"_limit{subset.split()[1]}")
+    k = protocols.index(protocol)  # file names number the protocols; the note spells them out
+    name = f"04_transfer_{model}_{variant}_{measure}" + (f"_protocol{k}" if k else "")
     shown = matrix.rename(columns=lambda r: f"reuse {r:g}").rename_axis(None, axis=1)
     results.write_table(shown.reset_index().rename(columns={"policy_train_ratio": "train ratio"}),
-                        tables_dir, name, f"- {model} / {method} ({subset}): {label}; rows: "
+                        tables_dir, name, f"- {model} / {variant} ({protocol}): {label}; rows: "
                         "train ratio, columns: reuse ratio. " + notes[0])
     fig, ax = plt.subplots(figsize=(1.2 * matrix.shape[1] + 2.5, 1.0 * matrix.shape[0] + 1.8))
     sns.heatmap(matrix, annot=True, fmt=".3g", cmap="viridis", ax=ax, cbar_kws={"label": label})
-    ax.set(xlabel="reuse ratio", ylabel="train ratio", title=f"{model} / {method} ({subset})")
+    ax.set(xlabel="reuse ratio", ylabel="train ratio",
+           title=f"{model} / {variant}" + (f" (protocol {k})" if len(protocols) > 1 else ""))
     fig.tight_layout()
     results.write_figure(fig, figures_dir, name)
     plt.show()

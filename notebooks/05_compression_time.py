@@ -59,12 +59,12 @@ table
 
 # %%
 if not runs.empty:
-    shown = runs.assign(run=runs["model"] + " / " + runs["device"].fillna("?")
+    shown = runs.assign(run=runs["model"] + " / " + runs["hardware"].fillna("?")
                         + runs["policy_transferred"].map({True: " (reused policy)", False: ""})
                         + runs["rft"].map(lambda rft: f" + RFT {rft}" if rft else ""))
-    fig, ax = plt.subplots(figsize=(7, 0.5 * shown["run"].nunique() * shown["method"].nunique()
+    fig, ax = plt.subplots(figsize=(7, 0.5 * shown["run"].nunique() * shown["variant"].nunique()
                                     + 2))
-    sns.barplot(data=shown, y="run", x="compression_seconds", hue="method", errorbar=None, ax=ax)
+    sns.barplot(data=shown, y="run", x="compression_seconds", hue="variant", errorbar=None, ax=ax)
     ax.set(xlabel="compression seconds (mean over ratios and seeds)", ylabel="")
     fig.tight_layout()
     results.write_figure(fig, figures_dir, "05_compression_time")

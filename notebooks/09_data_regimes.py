@@ -17,7 +17,7 @@
 # Every method by what it reads: **weights only** (`expected_activation`, `random`,
 # `prunenet`, `magnitude`, ...), **self-generated text** (`activation_self`, `slicegpt_self`:
 # the dense model samples its own calibration text; no dataset) and **calibration text**
-# (`activation`, `slicegpt` on the held-out WikiText-2 slice). Per model, evaluation subset and
+# (`activation`, `slicegpt` on the held-out WikiText-2 slice). Per model, evaluation protocol and
 # ratio: WikiText-2 perplexity and the five-task zero-shot average, each against `activation`
 # on real calibration text (`ppl / activation`, `avg - activation`). The goal this table checks:
 # a method that reads no external text within 1.1x of `activation`'s perplexity and no lower on
@@ -53,24 +53,29 @@ table = results.regime_table(runs, models, [reference])
 notes = [loaded + ".",
          f"ppl: WikiText-2 token perplexity; avg: five-task zero-shot average in percent; "
          f"`ppl / {reference}` and `avg - {reference}`: against {reference} on real "
-         "calibration text at the same model, subset and ratio (mean over seeds, `n` runs).",
+         "calibration text at the same model, evaluation protocol and ratio (mean over seeds "
+         "of one variant, `n` runs).",
          "Data regimes: weights only (no text), self-generated text (the dense model's own "
          "samples), calibration text (the held-out WikiText-2 slice)."]
 if table.empty:
     notes.append("No evaluated runs yet: run the command in the header.")
+else:
+    notes.append("Evaluation protocols (the figure's panels): " + "; ".join(
+        f"{i}: {p}" for i, p in enumerate(sorted(table["protocol"].unique()))) + ".")
 note = results.save_table(table, tables_dir, "09_data_regimes", notes)
 table
 
 # %%
 if not table.empty:
-    panels = list(table.groupby(["model", "eval_sets"], sort=True))
+    panels = list(table.groupby(["model", "protocol"], sort=True))
+    protocols = sorted(table["protocol"].unique())
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    for ax, ((model, subset), rows) in zip(axes[0], panels):
+    for ax, ((model, protocol), rows) in zip(axes[0], panels):
         ratios = sorted(rows["ratio"].unique())
-        methods = list(dict.fromkeys(rows.sort_values(["data regime", "method"])["method"]))
+        methods = list(dict.fromkeys(rows.sort_values(["data regime", "variant"])["variant"]))
         width = 0.8 / len(ratios)
         for i, ratio in enumerate(ratios):
-            at = rows[rows["ratio"] == ratio].set_index("method").reindex(methods)
+            at = rows[rows["ratio"] == ratio].set_index("variant").reindex(methods)
             ax.bar([m + i * width for m in range(len(methods))], at[f"ppl / {reference}"],
                    width, label=f"r = {ratio:g}")
         ax.axhline(1.1, color="k", ls="--", lw=1, label=f"1.1 x {reference}")
@@ -78,7 +83,7 @@ if not table.empty:
         ax.set_xticks([m + width * (len(ratios) - 1) / 2 for m in range(len(methods))])
         ax.set_xticklabels(methods, rotation=30, ha="right")
         ax.set_ylabel(f"perplexity / {reference}'s")
-        ax.set_title(f"{model} ({subset})")
+        ax.set_title(f"{model}, protocol {protocols.index(protocol)}")  # spelled out in the table
         ax.legend(fontsize=8)
     fig.tight_layout()
     print(results.write_figure(fig, figures_dir, "09_data_regimes"))

@@ -10,7 +10,7 @@ import yopo
 
 PACKAGE = Path(yopo.__file__).parent
 FLOORS = [
-    ["errors", "io", "paper", "progress"],    # plain helpers and the paper's numbers
+    ["errors", "io", "paper", "progress", "device"],  # plain helpers, the paper's numbers, the device
     ["data", "adapters", "modeling"],         # the data folder and texts; model families; classes
     ["models"],                               # loading models
     ["methods"],                              # pruning methods (PruneNet's pieces inside)

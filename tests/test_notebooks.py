@@ -108,9 +108,11 @@ def test_02_phi2_table_without_phi2_runs(sweep):
 def test_03_throughput_table_without_measurements(sweep):
     printed = run(sweep, "03")
     got = table(sweep, "03_throughput")
-    expected = sweep["runs"].groupby(["model", "method", "ratio_target"]).size()
-    assert list(zip(got["model"], got["method"], got["ratio"], got["n"])) == [
+    # one row per variant: the reused policy's run is a variant of its own
+    expected = sweep["runs"].groupby(["model", "variant", "ratio_target"]).size()
+    assert list(zip(got["model"], got["variant"], got["ratio"], got["n"])) == [
         (*k, n) for k, n in expected.items()]
+    assert set(got["variant"]) == {"prunenet", "prunenet[policy=reused]"}
     assert got["speedup"].isna().all()
     assert "No throughput measurements" in printed
     assert not (sweep["figures"] / "03_speedup.png").exists()

@@ -227,30 +227,32 @@ def test_zeroshot_table_puts_methods_side_by_side_with_the_paper():
                eval_record("prunenet", 0.3, seed=1, scale=0.9),
                eval_record("slicegpt", 0.3, seed=0, scale=0.8),
                {**eval_record("prunenet", 0.2, scale=0.1), "policy_source": "/runs/other"},
-               {**eval_record("prunenet", 0.3, scale=0.95), "rft": {"setting": "lora"}}]
+               eval_record("prunenet", 0.3, scale=0.95, rft="lora")]
     # a policy-training run without zero-shot evaluation (eval=none) is not counted
     unevaluated = {k: v for k, v in eval_record("prunenet", 0.3, seed=2).items() if k != "zeroshot"}
     records.append(unevaluated)
     # a run scored on another subset of the tasks is a row of its own, not averaged in
-    other_subset = eval_record("prunenet", 0.3, seed=3, scale=0.5)
-    other_subset["zeroshot"] = {**other_subset["zeroshot"], "limit": 50}
-    records.append(other_subset)
+    records.append(eval_record("prunenet", 0.3, seed=3, scale=0.5, limit=50))
     runs = results.frame(results.run_row({**r, "model": "llama2_7b"}, f"/r{i}", None)
                          for i, r in enumerate(records))
     full_table = results.zeroshot_table(runs, ["llama2_7b"])
-    subset = full_table[full_table["eval limit"] == 50].set_index("ratio")
-    assert list(subset.index) == [0.3] and subset.loc[0.3, "prunenet n"] == 1
-    assert subset.loc[0.3, "prunenet avg"] == pytest.approx(100 * 0.5 * 0.52)
-    table = full_table[full_table["eval limit"] != 50].set_index("ratio")
+    # prunenet ran with and without RFT: two variants, each named by its RFT setting
+    subset = full_table[full_table["protocol"] == "5 tasks (local), first 50 per task"]
+    subset = subset.set_index("ratio")
+    assert list(subset.index) == [0.3] and subset.loc[0.3, "prunenet[rft=none] n"] == 1
+    assert subset.loc[0.3, "prunenet[rft=none] avg"] == pytest.approx(100 * 0.5 * 0.52)
+    table = full_table[full_table["protocol"] != "5 tasks (local), first 50 per task"]
+    table = table.set_index("ratio")
     # ratios: measured (0.3) and the paper's (0.2, 0.25, 0.3); the transferred run is left out
     assert list(table.index) == [0.2, 0.25, 0.3]
-    assert table.loc[0.2, "prunenet n"] == 0 and math.isnan(table.loc[0.2, "prunenet avg"])
-    assert table.loc[0.3, "prunenet n"] == 2
-    assert table.loc[0.3, "prunenet avg"] == pytest.approx(100 * (0.52 + 0.9 * 0.52) / 2)
+    assert table.loc[0.2, "prunenet[rft=none] n"] == 0
+    assert math.isnan(table.loc[0.2, "prunenet[rft=none] avg"])
+    assert table.loc[0.3, "prunenet[rft=none] n"] == 2
+    assert table.loc[0.3, "prunenet[rft=none] avg"] == pytest.approx(100 * (0.52 + 0.9 * 0.52) / 2)
     assert table.loc[0.3, "slicegpt piqa"] == pytest.approx(100 * 0.8 * 0.5)
     # recovery fine-tuned runs are a column group of their own, not averaged into the method
-    assert table.loc[0.3, "prunenet+lora n"] == 1
-    assert table.loc[0.3, "prunenet+lora avg"] == pytest.approx(100 * 0.95 * 0.52)
+    assert table.loc[0.3, "prunenet[rft=lora] n"] == 1
+    assert table.loc[0.3, "prunenet[rft=lora] avg"] == pytest.approx(100 * 0.95 * 0.52)
     assert table.loc[0.3, "dense avg"] == pytest.approx(60.0)
     for method in ("prunenet", "slicegpt"):
         for ratio in (0.2, 0.25, 0.3):
@@ -270,19 +272,63 @@ def test_zeroshot_table_gives_columns_to_methods_not_run_yet():
     assert table.loc[0.3, "prunenet n"] == 1
 
 
-def test_provenance_says_when_runs_come_from_different_commits_or_subsets():
-    def row(commit, limit, i):
-        record = {**eval_record(), "git_commit": commit}
-        record["zeroshot"] = {**record["zeroshot"], "limit": limit}
+def test_a_cell_is_one_configuration_and_n_counts_its_seeds():
+    # a sweep of two option values and three seeds into one runs folder, beside a method
+    # with one configuration; scales chosen so that every mean can be worked out by hand
+    records = [eval_record("expected_activation", 0.2, seed=s, scale=scale,
+                           options={"noise_var": noise, "noise_power": 0.5})
+               for noise, scales in ((0.03, (1.0, 0.9, 0.8)), (0.05, (0.5, 0.6, 0.7)))
+               for s, scale in enumerate(scales)]
+    records.append(eval_record("activation", 0.2, seed=0, options={"noise_power": 0.5}))
+    runs = results.frame(results.run_row(r, f"/r{i}", None) for i, r in enumerate(records))
+    assert sorted(set(runs["variant"])) == ["activation", "expected_activation[noise_var=0.03]",
+                                           "expected_activation[noise_var=0.05]"]
+    assert runs["variant_id"].nunique() == 3
+    table = results.zeroshot_table(runs, ["m"]).set_index("ratio")
+    assert table.loc[0.2, "expected_activation[noise_var=0.03] n"] == 3
+    assert table.loc[0.2, "expected_activation[noise_var=0.05] n"] == 3
+    # mean over seeds of 0.52 * scale, in percent: (1.0 + 0.9 + 0.8) / 3 = 0.9; 0.6
+    assert table.loc[0.2, "expected_activation[noise_var=0.03] avg"] == pytest.approx(52 * 0.9)
+    assert table.loc[0.2, "expected_activation[noise_var=0.05] avg"] == pytest.approx(52 * 0.6)
+    assert table.loc[0.2, "activation n"] == 1
+    # the same run found twice (one run id in two folders) is one run, not two seeds
+    twice = results.frame([results.run_row({**records[0], "run_id": "abc"}, d, None)
+                           for d in ("/copy1", "/copy2")])
+    assert results.zeroshot_table(twice, ["m"]).set_index("ratio").loc[0.2, "expected_activation n"] == 1
+
+
+def test_a_column_is_one_protocol_and_tuning_runs_are_never_results():
+    default = eval_record("random", 0.2, seed=0)
+    tuning = eval_record("random", 0.2, seed=0, ppl_text="calibration")
+    tuning.pop("zeroshot")
+    tuning["ppl_wikitext2"] = 99.0
+    tuning["ppl_protocol"] = {**tuning["ppl_protocol"], "chunks": 8, "seqlen": 512}
+    pruned_only = {k: v for k, v in eval_record("random", 0.2, seed=1).items()
+                   if k not in ("zeroshot", "ppl_wikitext2", "ppl_protocol")}  # eval=none
+    runs = results.frame(results.run_row(r, f"/r{i}", None)
+                         for i, r in enumerate([default, tuning, pruned_only]))
+    assert list(runs["ppl_protocol"]) == ["evaluation text, 16 x 2048 (32768 held out)",
+                                          "calibration text, 8 x 512 (32768 held out)", None]
+    table = results.regime_table(runs)
+    assert len(table) == 1 and table.loc[0, "ppl"] == 12.5 and table.loc[0, "n"] == 1
+    assert "16 x 2048" in table.loc[0, "protocol"]
+    assert list(results.evaluated_runs(runs)["run_dir"]) == ["/r0"]
+
+
+def test_provenance_says_when_runs_come_from_different_commits_protocols_or_machines():
+    def row(commit, limit, i, device="cpu"):
+        record = {**eval_record(limit=limit, device=device), "git_commit": commit}
         return results.run_row(record, f"/r{i}", None)
 
     same = results.frame([row("a" * 40, 100, 0), row("a" * 40, 100, 1)])
     assert results.provenance(same) == f"all from commit {'a' * 12}"
     mixed = results.frame([row("a" * 40, 100, 0), row("b" * 40 + "-dirty", None, 1),
-                           row("b" * 40 + "-dirty", 100, 2)])
+                           row("b" * 40 + "-dirty", 100, 2, device="cuda")])
     said = results.provenance(mixed)
     assert f"from 2 commits ({'a' * 12}: 1 runs, {'b' * 12}-dirty: 2 runs)" in said
-    assert "2 different subsets (first 100 per task: 2 runs, full: 1 runs" in said
+    assert "2 evaluation protocols (zero-shot: 5 tasks (local), first 100 per task" in said
+    assert "full sets" in said
+    assert "made on 2 machines (cpu (name not recorded): 2 runs, cuda (name not recorded)" in said
     assert said in results.describe_source(mixed, "wandb", None, "p")
 
 
@@ -330,14 +376,24 @@ def test_speedup_panels_are_labelled_in_words():
     assert results.speedup_label("speedup") == "speedup"
 
 
-def test_throughput_table_keeps_evaluation_subsets_apart():
-    other = eval_record("prunenet", 0.3, seed=1)
-    other["zeroshot"] = {**other["zeroshot"], "limit": None}
-    runs = results.frame([results.run_row(eval_record("prunenet", 0.3), "/a", None),
-                          results.run_row(other, "/b", None)])
+def test_throughput_table_keeps_machines_and_layouts_apart():
+    # one config on a CPU and on a GPU: two runs (the device kind is in the identity), and
+    # their speeds are two rows; another evaluation subset does not split a speed
+    gpu = {**eval_record("prunenet", 0.3, seed=1, limit=None, device="cuda"),
+           "device_name": "NVIDIA H100", "threads": 16}
+    cpu = {**eval_record("prunenet", 0.3, seed=0), "device_name": "AMD EPYC", "threads": 2}
+    fused = eval_record("prunenet", 0.3, seed=2)
+    fused = {**fused, "device_name": "AMD EPYC", "threads": 2,
+             "identity": {**fused["identity"], "round_to": 1,
+                          "inference": {"fuse_gate_up": False}}}
+    runs = results.frame([results.run_row(cpu, "/a", None), results.run_row(gpu, "/b", None),
+                          results.run_row(fused, "/c", None)])
     table = results.throughput_table(runs)
-    assert list(table["n"]) == [1, 1] and set(table["eval_sets"]) == {"full", "first 100 per task"}
-    assert list(table["throughput_settings_bs8_speedup_decode"]) == [1.2, 1.2]
+    assert list(table["n"]) == [1, 1, 1]
+    assert set(table["hardware"]) == {"cpu: AMD EPYC, 2 threads", "cuda: NVIDIA H100, 16 threads"}
+    assert list(table["fuse_gate_up"].fillna("not recorded")) == ["False", "not recorded",
+                                                                   "not recorded"]
+    assert list(table["throughput_settings_bs8_speedup_decode"]) == [1.2, 1.2, 1.2]
 
 
 def test_ablation_chain_by_hand():

@@ -71,19 +71,30 @@ def tiny_sweep(tmp_path_factory) -> Path:
     return runs_dir
 
 
-def eval_record(method="prunenet", ratio=0.3, seed=0, scale=1.0):
+def eval_record(method="prunenet", ratio=0.3, seed=0, scale=1.0, options=None, limit=100,
+                device="cpu", rft="none", ppl_text="evaluation"):
     """A synthetic run record with every evaluation key, in the shapes yopo.eval writes
-    (eval=default on a real model takes too long for tests)."""
+    (eval=default on a real model takes too long for tests). Its identity holds the method's
+    `options`, the ratio, seed, evaluation limit, RFT setting and device kind, as
+    yopo.identity records them."""
     tasks = {t: {"metric": paper.TASK_METRICS[t], "value": scale * (0.5 + 0.01 * i),
                  "stderr": 0.01, "n": 100} for i, t in enumerate(paper.TASKS)}
-    zeroshot = {**tasks, "avg": scale * 0.52, "avg_stderr": 0.005, "limit": 100,
-                "source": "local"}
+    zeroshot = {**tasks, "avg": scale * 0.52, "avg_stderr": 0.005, "limit": limit,
+                "source": "local", "dtype": "float32"}
+    identity = {"identity_version": 2, "model": {"name": "m"},
+                "method": {"name": method, **(options or {})}, "ratio": ratio, "seed": seed,
+                "eval": {"limit": limit, "perplexity": {"text": ppl_text}},
+                "rft": {"name": rft}, "device": device}
     setting = {"batch_size": 8, "prompt_tokens": 128, "decode_tokens": 32,
                "dense": {"prefill_tokens_per_s": 100.0, "decode_tokens_per_s": 10.0},
                "pruned": {"prefill_tokens_per_s": 125.0, "decode_tokens_per_s": 12.0},
                "speedup": {"prefill": 1.25, "decode": 1.2}}
     return {"model": "m", "method": method, "ratio_target": ratio, "seed": seed,
             "ratio_semantics": "ffn_width", "zeroshot": zeroshot, "ppl_wikitext2": 12.5,
+            "ppl_protocol": {"value": 12.5, "chunks": 16, "seqlen": 2048, "text": ppl_text,
+                             "calibration_tokens": 32768},
+            "identity": identity, "device": device,
+            "rft": {"setting": rft} if rft != "none" else None,
             "dense": {"zeroshot": {**tasks, "avg": 0.6}, "ppl_wikitext2": 10.0},
             "throughput": {"settings": [setting],
                            "ideal_speedup": {"prefill": 1.3, "decode": 1.28}, "device": "cpu"},

@@ -9,7 +9,7 @@ import pandas as pd
 from ..config import REPO_ROOT
 from ..io import atomic_file
 from .sources import configured_runs_dir
-from .tables import eval_sets
+from .tables import eval_protocol
 
 DEFAULT_TABLES_DIR = REPO_ROOT / "results" / "tables"
 DEFAULT_FIGURES_DIR = REPO_ROOT / "results" / "figures"
@@ -24,8 +24,8 @@ def output_dirs(tables_dir: str | os.PathLike | None = None,
 
 
 def provenance(runs: pd.DataFrame) -> str:
-    """Which code and which evaluation subsets the runs come from, said plainly when they are
-    mixed: "from 2 commits (a1b2c3d4e5f6: 5 runs, 0f9e8d7c6b5a-dirty: 3 runs)"."""
+    """Which code, evaluation protocols and machines the runs come from, said plainly when
+    they are mixed: "from 2 commits (a1b2c3d4e5f6: 5 runs, 0f9e8d7c6b5a-dirty: 3 runs)"."""
     if runs.empty:
         return ""
     parts = []
@@ -37,11 +37,15 @@ def provenance(runs: pd.DataFrame) -> str:
     else:
         parts.append(f"from {len(counts)} commits ("
                      + ", ".join(f"{c}: {n} runs" for c, n in counts.items()) + ")")
-    subsets = eval_sets(runs[runs["zs_avg"].notna()]).value_counts(sort=False).sort_index()
-    if len(subsets) > 1:
-        parts.append(f"evaluated on {len(subsets)} different subsets ("
-                     + ", ".join(f"{e}: {n} runs" for e, n in subsets.items())
+    protocols = eval_protocol(runs).value_counts(sort=False).sort_index()
+    if len(protocols) > 1:
+        parts.append(f"scored under {len(protocols)} evaluation protocols ("
+                     + ", ".join(f"{e}: {n} runs" for e, n in protocols.items())
                      + "; tables never average across them)")
+    hardware = runs["hardware"].dropna().value_counts(sort=False).sort_index()
+    if len(hardware) > 1:
+        parts.append(f"made on {len(hardware)} machines ("
+                     + ", ".join(f"{h}: {n} runs" for h, n in hardware.items()) + ")")
     return "; ".join(parts)
 
 
@@ -57,9 +61,16 @@ def open_runs(source: str, runs_dir: str | os.PathLike | None, project: str,
               tables_dir: str | os.PathLike | None, figures_dir: str | os.PathLike | None
               ) -> tuple[pd.DataFrame, Path, Path, str]:
     """A notebook's first cell: (runs, tables_dir, figures_dir, the line saying where the runs
-    came from, printed too). The parameters are the notebook's own (None = the defaults)."""
-    from .sources import load_runs
+    came from, printed too). The parameters are the notebook's own (None = the defaults); with
+    no runs_dir given and no run under the default one, the published records are read, so a
+    newcomer sees every table without running anything."""
+    from .sources import PUBLISHED_DIR, load_runs, run_folders
 
+    default = configured_runs_dir()
+    if (source == "local" and runs_dir is None and PUBLISHED_DIR.is_dir()
+            and not any(run_folders(default) if default.is_dir() else ())):
+        # nothing run here yet: show the committed records (results/published/) instead
+        runs_dir = PUBLISHED_DIR
     runs = load_runs(source, runs_dir=runs_dir, project=project)
     tables, figures = output_dirs(tables_dir, figures_dir)
     loaded = describe_source(runs, source, runs_dir, project)

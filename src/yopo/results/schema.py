@@ -6,6 +6,7 @@ Zero-shot accuracies stay fractions as lm-eval reports them; tables show percent
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Iterable, Mapping
 
@@ -14,6 +15,7 @@ import pandas as pd
 from .. import paper
 from ..data.calibration import data_regime
 from ..errors import YopoError
+from . import cells
 
 WANDB_SUBDIR = "wandb"  # the wandb folder inside a run folder (yopo.tracking writes it)
 
@@ -26,7 +28,8 @@ RECORD_COLUMNS = (
     "params_dense", "params_pruned", "params_removed_fraction", "ffn_width_dense",
     "ffn_width_pruned", "policy_source", "policy_train_ratio", "compression_seconds",
     "policy_train_seconds", "eval_seconds", "total_seconds", "ks_mean_dense_vs_pruned",
-    "ppl_wikitext2", "peak_memory_bytes", "device", "git_commit", "calibration_source")
+    "ppl_wikitext2", "peak_memory_bytes", "device", "device_name", "threads", "dtype",
+    "git_commit", "calibration_source")
 
 
 def _zeroshot_columns(prefix: str) -> list[str]:
@@ -34,16 +37,23 @@ def _zeroshot_columns(prefix: str) -> list[str]:
     return cols + [f"{prefix}avg", f"{prefix}avg_stderr"]
 
 
-COLUMNS = (list(RECORD_COLUMNS) + ["data_regime", "policy_transferred", "rft", "rft_seconds"]
+COLUMNS = (list(RECORD_COLUMNS) + ["variant", "variant_id", "zs_protocol", "ppl_protocol",
+                                    "ppl_text", "hardware", "round_to", "fuse_gate_up",
+                                    "data_regime", "policy_transferred", "rft", "rft_seconds"]
            + _zeroshot_columns("zs_")
            + ["dense_ppl_wikitext2"] + _zeroshot_columns("dense_zs_")
            + ["before_rft_ppl_wikitext2"] + _zeroshot_columns("before_rft_zs_")
-           + ["eval_limit", "speedup", "ideal_speedup", "run_dir", "wandb_id"])
+           + ["eval_limit", "speedup", "ideal_speedup", "run_dir", "wandb_id",
+              "variant_options", "options_not_used"])
 STRING_COLUMNS = {"run_id", "model", "method", "ratio_semantics", "policy_source", "rft", "device",
-                  "git_commit", "run_dir", "wandb_id", "calibration_source", "data_regime",
+                  "device_name", "dtype", "git_commit", "run_dir", "wandb_id",
+                  "calibration_source", "data_regime", "variant", "variant_id", "zs_protocol",
+                  "ppl_protocol", "ppl_text", "hardware", "fuse_gate_up", "variant_options",
+                  "options_not_used",
                   *(c for c in COLUMNS if c.endswith("_metric"))}
 INT_COLUMNS = {"seed", "params_dense", "params_pruned", "ffn_width_dense", "ffn_width_pruned",
-               "eval_limit"}  # nullable integers (eval_limit stays float if a fraction)
+               "eval_limit", "threads", "round_to"}  # nullable integers (eval_limit stays
+#                                                     float if a fraction)
 BOOL_COLUMNS = {"policy_transferred"}
 
 
@@ -124,6 +134,24 @@ def run_row(record: Mapping[str, Any], run_dir: str | None, wandb_id: str | None
     """The DataFrame row of one run record; every key of the record is optional."""
     row = {key: _scalar(record.get(key)) for key in RECORD_COLUMNS}
     row["policy_transferred"] = row["policy_source"] not in (None, "trained")
+    # what may share a cell (yopo.results.cells): configuration less the seed, protocol, machine
+    options = cells.variant_options(record.get("identity"))
+    row["variant_id"] = cells.variant_id(options)
+    row["variant_options"] = None if options is None else json.dumps(options, sort_keys=True)
+    not_used = record.get("options_not_used")
+    row["options_not_used"] = json.dumps(list(not_used) if isinstance(not_used, list) else [])
+    row["zs_protocol"] = cells.zeroshot_protocol(record.get("zeroshot"))
+    ppl_protocol = record.get("ppl_protocol")
+    row["ppl_protocol"] = cells.perplexity_protocol(ppl_protocol)
+    row["ppl_text"] = (ppl_protocol.get("text") or "evaluation"
+                       if row["ppl_protocol"] is not None else None)
+    row["hardware"] = cells.hardware(row["device"], row["device_name"], row["threads"])
+    # from the identity, not the config: a wandb summary holds the first, not the second
+    identity = record.get("identity") if isinstance(record.get("identity"), Mapping) else {}
+    inference = identity.get("inference") if isinstance(identity.get("inference"), Mapping) else {}
+    row["round_to"] = _scalar(identity.get("round_to"))
+    row["fuse_gate_up"] = (None if inference.get("fuse_gate_up") is None
+                           else str(inference["fuse_gate_up"]))
     # runs made before the regime was recorded: their calibration source says it
     row["data_regime"] = _scalar(record.get("data_regime")) or data_regime(
         row["calibration_source"])
@@ -174,7 +202,10 @@ def frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
                 df[col] = df[col].astype("Int64")
     if df.empty:
         return df
+    df["variant"] = cells.variant_labels(df["method"], df["model"], df["variant_options"],
+                                         df["options_not_used"], df["variant_id"],
+                                         df["run_id"].fillna(df["run_dir"]))
     df = df.sort_values(["model", "method", "ratio_target", "seed", "run_dir"],
                         na_position="last", kind="stable")
-    return df.reset_index(drop=True)
+    return df.reset_index(drop=True).copy()  # one block per dtype, not one per column
 

@@ -12,10 +12,13 @@ from typing import Any, Iterator
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ..config import CONF_DIR, register_resolvers
+from ..config import CONF_DIR, REPO_ROOT, register_resolvers
 from ..identity import METRICS_FILE
 from .schema import (WANDB_SUBDIR, ResultsError, _scalar, frame, is_complete, record_from_summary,
                      run_row)
+
+
+PUBLISHED_DIR = REPO_ROOT / "results" / "published"  # committed records (results.published)
 
 
 def configured_runs_dir() -> Path:

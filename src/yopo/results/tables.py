@@ -1,5 +1,8 @@
-"""The tables the notebooks show: pure functions of the runs frame. Runs scored on different
-evaluation subsets are never averaged together (`eval_sets`)."""
+"""The tables the notebooks show: pure functions of the runs frame. A cell combines only runs
+of one variant (its configuration less the seed; `n` counts its seeds), scored under one
+protocol, and, for speed, memory and time, on one machine (yopo.results.cells). Tuning runs
+(perplexity of the calibration slice) and runs without scores never reach an evaluation table.
+"""
 from __future__ import annotations
 
 import re
@@ -8,66 +11,103 @@ from typing import Any, Iterable
 import pandas as pd
 
 from .. import paper
+from . import cells
 from .schema import TASKS
 
 
-# ---- tables shared by notebooks -------------------------------------------------------------
-def eval_sets(runs: pd.DataFrame) -> pd.Series:
-    """Which examples each run was evaluated on, as a label: "full" or "first N per task".
-    Tables group by it, because runs scored on different subsets must never be averaged."""
-    limits = runs["eval_limit"].astype(float)
-    return pd.Series(["full" if pd.isna(v) else f"first {v:g} per task" for v in limits],
+# ---- what tables group by -------------------------------------------------------------------
+def distinct_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run once: the same run (one run id) found in two folders is not two seeds."""
+    key = runs["run_id"].fillna(runs["run_dir"])
+    return runs[~key.duplicated()]
+
+
+def reported(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run once, its perplexity kept only where it is of the evaluation text: a tuning
+    score (`eval=tuning`: the calibration slice's perplexity) is never a result."""
+    runs = distinct_runs(runs)
+    on_evaluation_text = runs["ppl_text"] == "evaluation"
+    return runs.assign(ppl_wikitext2=runs["ppl_wikitext2"].where(on_evaluation_text),
+                       ppl_protocol=runs["ppl_protocol"].where(on_evaluation_text))
+
+
+def evaluated_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs with an evaluation score (zero-shot, or perplexity of the evaluation text): what
+    evaluation tables show. Tuning runs and `eval=none` runs are left out."""
+    runs = reported(runs)
+    return runs[runs["zs_protocol"].notna() | runs["ppl_protocol"].notna()]
+
+
+def eval_protocol(runs: pd.DataFrame) -> pd.Series:
+    """Both protocols of each run as one label: "zero-shot: <...>; perplexity: <...>"."""
+    def part(name: str, value: Any) -> str:
+        return f"{name}: {value if isinstance(value, str) else 'none'}"
+
+    return pd.Series([f"{part('zero-shot', z)}; {part('perplexity', p)}"
+                      for z, p in zip(runs["zs_protocol"], runs["ppl_protocol"])],
                      index=runs.index, dtype=object)
 
 
+def _n(group: pd.DataFrame) -> int:
+    """Runs in a cell: seeds of one variant (each run counted once)."""
+    return int(group["run_id"].fillna(group["run_dir"]).nunique())
+
+
+def _variant_columns(runs: pd.DataFrame, methods: Iterable[str]) -> list[str]:
+    """The cell columns' variants: every variant in the frame, and every method asked for
+    (a column even before any run of it exists), in method order."""
+    shown = set(runs["variant"].unique()) | set(methods)
+    return sorted(shown, key=lambda v: (v.split("[")[0], v))
+
+
+# ---- tables shared by notebooks -------------------------------------------------------------
 def zeroshot_table(runs: pd.DataFrame, models: Iterable[str],
                    methods: Iterable[str] = ()) -> pd.DataFrame:
-    """Model x ratio rows; per method (and RFT setting), the number of runs and each task's
-    accuracy and the average in percent (mean over seeds); then the dense model and the
-    paper's numbers. `methods` get their columns even before any run of theirs exists (the
-    methods of the table's experiment grid, say), so a missing comparison shows as empty.
+    """Model x ratio x zero-shot protocol rows; per variant (a method and its options, RFT
+    included: `prunenet[rft=lora]`), the number of runs (seeds) and each task's accuracy and
+    the average in percent (mean over seeds); then the dense model and the paper's numbers.
+    `methods` get their columns even before any run of theirs exists (the methods of the
+    table's experiment grid, say), so a missing comparison shows as empty.
 
-    Rows: every (ratio, evaluation subset) measured for the model (policies trained at that
-    ratio; transferred policies are notebook 04's subject; runs without a zero-shot result are
-    left out) plus every ratio the paper reports for it. Runs evaluated on different subsets
-    (`eval limit`) are separate rows, never averaged together.
+    Rows: every (ratio, protocol) measured for the model (policies trained at that ratio;
+    transferred policies are notebook 04's subject) plus every ratio the paper reports for it
+    (protocol empty). Runs scored under different protocols are separate rows, never averaged.
     """
     models = list(models)
-    runs = runs[~runs["policy_transferred"] & runs["model"].isin(models) & runs["zs_avg"].notna()]
-    # a method with recovery fine-tuning is a column group of its own: "prunenet+lora"
-    runs = runs.assign(method=[m if rft is None else f"{m}+{rft}"
-                               for m, rft in zip(runs["method"], runs["rft"])],
-                       eval_sets=eval_sets(runs), ratio=runs["ratio_target"].round(6))
-    methods = sorted(set(runs["method"].unique()) | set(methods))
+    runs = evaluated_runs(runs)
+    runs = runs[~runs["policy_transferred"] & runs["model"].isin(models)
+                & runs["zs_avg"].notna()]
+    runs = runs.assign(ratio=runs["ratio_target"].round(6))
+    variants = _variant_columns(runs, methods)
     tasks = [*TASKS, "avg"]
-    columns = ["model", "ratio", *(f"{m} {c}" for m in methods for c in ("n", *tasks)),
-               "eval limit", "dense avg", "paper dense avg", "paper prunenet avg",
-               "paper slicegpt avg", "paper prunenet+RFT avg"]
+    columns = ["model", "ratio", "protocol",
+               *(f"{v} {c}" for v in variants for c in ("n", *tasks)),
+               "dense avg", "paper dense avg", "paper prunenet avg", "paper slicegpt avg",
+               "paper prunenet+RFT avg"]
     rows = []
     for model in models:
         measured = runs[runs["model"] == model]
-        groups = {(r, e): g for (r, e), g in measured.groupby(["ratio", "eval_sets"])}
+        groups = {(r, p): g for (r, p), g in measured.groupby(["ratio", "zs_protocol"])}
         paper_ratios = ({r for (m, _, r) in paper.ZEROSHOT_AVG if m == model and r > 0}
                         | {r for (m, r) in paper.RECOVERY_AVG if m == model})
         for ratio in paper_ratios - {r for r, _ in groups}:
             groups[(ratio, "")] = measured.iloc[:0]  # the paper's numbers alone
-        for (ratio, _), at_ratio in sorted(groups.items()):
-            row: dict[str, Any] = {"model": model, "ratio": ratio,
-                                   "eval limit": at_ratio["eval_limit"].astype(float).max(),
+        for (ratio, protocol), at_ratio in sorted(groups.items()):
+            row: dict[str, Any] = {"model": model, "ratio": ratio, "protocol": protocol or None,
                                    "dense avg": 100 * at_ratio["dense_zs_avg"].mean(),
                                    "paper dense avg": paper.zeroshot(model, "dense", 0.0)["avg"],
                                    "paper prunenet+RFT avg": paper.recovery_avg(model, ratio, True)}
             for method in ("prunenet", "slicegpt"):
                 row[f"paper {method} avg"] = paper.zeroshot(model, method, ratio)["avg"]
-            for method in methods:
-                of_method = at_ratio[at_ratio["method"] == method]
-                row[f"{method} n"] = len(of_method)
+            for variant in variants:
+                cell = at_ratio[at_ratio["variant"] == variant]
+                row[f"{variant} n"] = _n(cell)
                 for task in tasks:
-                    row[f"{method} {task}"] = 100 * of_method[f"zs_{task}"].mean()
+                    row[f"{variant} {task}"] = 100 * cell[f"zs_{task}"].mean()
             rows.append(row)
     table = pd.DataFrame(rows, columns=columns)
     return table.astype({c: "Int64" if c.endswith(" n") else float
-                         for c in columns if c != "model"})
+                         for c in columns if c not in ("model", "protocol")})
 
 
 def zeroshot_runs(runs: pd.DataFrame, models: Iterable[str] | None = None) -> pd.DataFrame:
@@ -80,7 +120,8 @@ def zeroshot_runs(runs: pd.DataFrame, models: Iterable[str] | None = None) -> pd
         for task in (*TASKS, "avg"):
             if pd.isna(run.get(f"zs_{task}")):
                 continue
-            rows.append({"model": run["model"], "method": run["method"], "rft": run["rft"],
+            rows.append({"model": run["model"], "method": run["method"],
+                         "variant": run["variant"], "rft": run["rft"],
                          "ratio": run["ratio_target"], "seed": run["seed"],
                          "transferred": run["policy_transferred"], "task": task,
                          "metric": run.get(f"zs_{task}_metric"),
@@ -88,40 +129,45 @@ def zeroshot_runs(runs: pd.DataFrame, models: Iterable[str] | None = None) -> pd
                          "stderr": 100 * run[f"zs_{task}_stderr"],
                          "dense accuracy": 100 * run[f"dense_zs_{task}"],
                          "limit": None if pd.isna(run["eval_limit"]) else float(run["eval_limit"]),
-                         "run_dir": run["run_dir"]})
-    return pd.DataFrame(rows, columns=["model", "method", "rft", "ratio", "seed", "transferred",
+                         "protocol": run["zs_protocol"], "run_dir": run["run_dir"]})
+    return pd.DataFrame(rows, columns=["model", "method", "variant", "rft", "ratio", "seed",
+                                       "transferred",
                                        "task", "metric", "accuracy", "stderr", "dense accuracy",
-                                       "limit", "run_dir"])
+                                       "limit", "protocol", "run_dir"])
 
 
 def recovery_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Recovery fine-tuning: one row per model, method, ratio and RFT setting (mean over seeds)
-    with the five-task average (percent) and WikiText-2 perplexity of the same runs before and
-    after RFT, the gains, and the paper's PruneNet averages without and with RFT."""
-    columns = ["model", "method", "ratio", "rft", "n", "avg before", "avg after", "avg gain",
-               "ppl before", "ppl after", "ppl after / before", "dense avg", "rft_s",
-               "eval limit", "paper avg without RFT", "paper avg with RFT"]
-    tuned = runs[runs["rft"].notna() & ~runs["policy_transferred"]]
+    """Recovery fine-tuning: one row per model, variant (method and options, RFT setting
+    included), ratio and protocol (mean over seeds) with the five-task average (percent) and
+    WikiText-2 perplexity of the same runs before and after RFT, the gains, and the paper's
+    PruneNet averages without and with RFT."""
+    columns = ["model", "method", "variant", "ratio", "rft", "protocol", "n", "avg before",
+               "avg after", "avg gain", "ppl before", "ppl after", "ppl after / before",
+               "dense avg", "rft_s", "paper avg without RFT", "paper avg with RFT"]
+    tuned = evaluated_runs(runs)
+    tuned = tuned[tuned["rft"].notna() & ~tuned["policy_transferred"]]
+    tuned = tuned.assign(protocol=eval_protocol(tuned))
     rows = []
-    for (model, method, ratio, rft), group in tuned.groupby(
-            ["model", "method", "ratio_target", "rft"], sort=True):
+    for (model, variant, ratio, protocol), group in tuned.groupby(
+            ["model", "variant", "ratio_target", "protocol"], sort=True):
         before, after = 100 * group["before_rft_zs_avg"].mean(), 100 * group["zs_avg"].mean()
         ppl_before, ppl_after = (group["before_rft_ppl_wikitext2"].mean(),
                                  group["ppl_wikitext2"].mean())
+        method = group["method"].iloc[0]
         on_paper = method == "prunenet"
-        rows.append({"model": model, "method": method, "ratio": ratio, "rft": rft,
-                     "n": len(group), "avg before": before, "avg after": after,
+        rows.append({"model": model, "method": method, "variant": variant, "ratio": ratio,
+                     "rft": group["rft"].iloc[0], "protocol": protocol, "n": _n(group),
+                     "avg before": before, "avg after": after,
                      "avg gain": after - before, "ppl before": ppl_before,
                      "ppl after": ppl_after, "ppl after / before": ppl_after / ppl_before,
                      "dense avg": 100 * group["dense_zs_avg"].mean(),
                      "rft_s": group["rft_seconds"].mean(),
-                     "eval limit": group["eval_limit"].astype(float).max(),
                      "paper avg without RFT": paper.recovery_avg(model, ratio, False)
                      if on_paper else None,
                      "paper avg with RFT": paper.recovery_avg(model, ratio, True)
                      if on_paper else None})
     table = pd.DataFrame(rows, columns=columns)
-    return table.astype({c: "Int64" if c == "n" else float for c in columns[4:]})
+    return table.astype({c: "Int64" if c == "n" else float for c in columns[6:]})
 
 
 REGIME_ORDER = {"weights only": 0, "self-generated text": 1, "calibration text": 2}  # row order
@@ -129,34 +175,36 @@ REGIME_ORDER = {"weights only": 0, "self-generated text": 1, "calibration text":
 
 def regime_table(runs: pd.DataFrame, models: Iterable[str] | None = None,
                  references: Iterable[str] = ("activation",)) -> pd.DataFrame:
-    """The data regimes side by side: one row per model, evaluation subset, ratio and method
-    (mean over seeds), with its data regime, WikiText-2 perplexity and five-task average
-    (percent), each also against every `references` method's run at the same model, subset
-    and ratio (`ppl / <reference>`, `avg - <reference>`), the parameters left, the ratio
-    achieved and the dense model's scores. Rows are sorted by regime, then perplexity. Runs
-    with recovery fine-tuning or a transferred policy are left out (their own notebooks show
-    them)."""
+    """The data regimes side by side: one row per model, evaluation protocol, ratio and
+    variant (mean over seeds), with its data regime, WikiText-2 perplexity and five-task
+    average (percent), each also against every `references` variant's runs at the same model,
+    protocol and ratio (`ppl / <reference>`, `avg - <reference>`), the parameters left, the
+    ratio achieved and the dense model's scores. Rows are sorted by regime, then perplexity.
+    Runs with recovery fine-tuning or a transferred policy are left out (their own notebooks
+    show them)."""
     references = list(references)
     compared = [f"{kind} {r}" for r in references for kind in ("ppl /", "avg -")]
-    columns = ["model", "eval_sets", "ratio", "method", "data regime", "n", "ppl", "avg",
-               *compared, "params M", "ratio achieved", "dense ppl", "dense avg"]
+    columns = ["model", "protocol", "ratio", "method", "variant", "data regime", "n", "ppl",
+               "avg", *compared, "params M", "ratio achieved", "dense ppl", "dense avg"]
+    runs = evaluated_runs(runs)
     runs = runs[runs["rft"].isna() & ~runs["policy_transferred"] & runs["ppl_wikitext2"].notna()]
     if models is not None:
         runs = runs[runs["model"].isin(list(models))]
-    runs = runs.assign(eval_sets=eval_sets(runs), ratio=runs["ratio_target"].round(6))
+    runs = runs.assign(protocol=eval_protocol(runs), ratio=runs["ratio_target"].round(6))
     rows = []
-    for (model, subset, ratio), at in runs.groupby(["model", "eval_sets", "ratio"], sort=True):
+    for (model, protocol, ratio), at in runs.groupby(["model", "protocol", "ratio"], sort=True):
         ref_ppl, ref_avg = {}, {}
         for reference in references:
-            ref = at[at["method"] == reference]
+            ref = at[at["variant"] == reference]
             ref_ppl[reference] = ref["ppl_wikitext2"].mean() if len(ref) else float("nan")
             ref_avg[reference] = 100 * ref["zs_avg"].mean() if len(ref) else float("nan")
         block = []
-        for method, group in at.groupby("method", sort=True):
+        for variant, group in at.groupby("variant", sort=True):
             ppl, avg = group["ppl_wikitext2"].mean(), 100 * group["zs_avg"].mean()
             regime = group["data_regime"].iloc[0]
-            block.append({"model": model, "eval_sets": subset, "ratio": ratio, "method": method,
-                          "data regime": regime, "n": len(group), "ppl": ppl, "avg": avg,
+            block.append({"model": model, "protocol": protocol, "ratio": ratio,
+                          "method": group["method"].iloc[0], "variant": variant,
+                          "data regime": regime, "n": _n(group), "ppl": ppl, "avg": avg,
                           **{f"ppl / {r}": ppl / ref_ppl[r] for r in references},
                           **{f"avg - {r}": avg - ref_avg[r] for r in references},
                           "params M": group["params_pruned"].mean() / 1e6,
@@ -166,9 +214,9 @@ def regime_table(runs: pd.DataFrame, models: Iterable[str] | None = None,
         rows += sorted(block, key=lambda r: (REGIME_ORDER.get(r["data regime"], len(REGIME_ORDER)),
                                              r["ppl"]))
     table = pd.DataFrame(rows, columns=columns)
-    for col in columns[6:]:  # pd.NA (a nullable column's missing value) -> NaN
+    for col in columns[7:]:  # pd.NA (a nullable column's missing value) -> NaN
         table[col] = table[col].astype(object).where(table[col].notna(), float("nan"))
-    return table.astype({c: "Int64" if c == "n" else float for c in columns[5:]})
+    return table.astype({c: "Int64" if c == "n" else float for c in columns[6:]})
 
 
 TRANSFER_MEASURES = {"zs_avg": "zero-shot average (%)", "ppl_wikitext2": "WikiText-2 perplexity",
@@ -177,42 +225,53 @@ TRANSFER_MEASURES = {"zs_avg": "zero-shot average (%)", "ppl_wikitext2": "WikiTe
 
 def policy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs pruned by a policy (trained or reused), without recovery fine-tuning (it changes
-    the model after the policy acted), zero-shot in percent, with their evaluation subset."""
-    with_policy = runs[runs["policy_train_ratio"].notna() & runs["rft"].isna()]
-    return with_policy.assign(zs_avg=100 * with_policy["zs_avg"],
-                              eval_sets=eval_sets(with_policy))
+    the model after the policy acted), zero-shot in percent, with their evaluation protocol.
+    Trained and reused policies of one configuration are one variant here (the reused
+    policy's content, like the seed, is not part of it)."""
+    with_policy = reported(runs)
+    with_policy = with_policy[with_policy["policy_train_ratio"].notna() & with_policy["rft"].isna()]
+    variant = cells.variant_labels(
+        with_policy["method"], with_policy["model"], with_policy["variant_options"],
+        with_policy["options_not_used"], with_policy["variant_id"], with_policy["run_id"].fillna(with_policy["run_dir"]),
+        ignore=("policy",))
+    return with_policy.assign(zs_avg=100 * with_policy["zs_avg"], variant=variant,
+                              protocol=eval_protocol(with_policy))
 
 
 def transfer_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Policy transfer, long form: one row per model, method, evaluation subset, train ratio
-    and reuse ratio (mean over seeds) with each of TRANSFER_MEASURES."""
-    long = (policy_runs(runs)
-            .groupby(["model", "method", "eval_sets", "policy_train_ratio", "ratio_target",
-                      "policy_transferred"])
-            .agg(n=("run_dir", "size"), **{c: (c, "mean") for c in TRANSFER_MEASURES})
-            .reset_index())
+    """Policy transfer, long form: one row per model, variant, evaluation protocol, train
+    ratio and reuse ratio (mean over seeds) with each of TRANSFER_MEASURES."""
+    keys = ["model", "variant", "protocol", "policy_train_ratio", "ratio_target",
+            "policy_transferred"]
+    rows = []
+    for key, group in policy_runs(runs).groupby(keys):
+        rows.append({**dict(zip(keys, key)), "n": _n(group),
+                     **{c: group[c].mean() for c in TRANSFER_MEASURES}})
+    long = pd.DataFrame(rows, columns=[*keys, "n", *TRANSFER_MEASURES])
     return long.rename(columns={"policy_train_ratio": "train ratio", "ratio_target": "reuse ratio",
                                 "policy_transferred": "transferred"})
 
 
 def transfer_matrices(runs: pd.DataFrame) -> dict[tuple[str, str, str, str], pd.DataFrame]:
-    """{(model, method, evaluation subset, measure): train ratio x reuse ratio matrix}, for the
-    measures the runs hold."""
+    """{(model, variant, evaluation protocol, measure): train ratio x reuse ratio matrix}, for
+    the measures the runs hold."""
     matrices = {}
-    for (model, method, subset), group in policy_runs(runs).groupby(
-            ["model", "method", "eval_sets"]):
+    for (model, variant, protocol), group in policy_runs(runs).groupby(
+            ["model", "variant", "protocol"]):
         for measure in TRANSFER_MEASURES:
             if group[measure].notna().any():
-                matrices[(model, method, subset, measure)] = group.pivot_table(
+                matrices[(model, variant, protocol, measure)] = group.pivot_table(
                     index="policy_train_ratio", columns="ratio_target", values=measure,
                     aggfunc="mean")
     return matrices
 
 
 def compression_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Compression time per model, method, device, reused policy and RFT setting: seconds,
-    mean (std, min, max) over the runs, ratios pooled, beside the paper's PruneNet time."""
-    keys = ["model", "method", "device", "policy_transferred", "rft"]
+    """Compression time per model, variant, machine (`hardware`: device, its name, threads) and
+    reused policy: seconds, mean (std, min, max) over the runs, ratios pooled, beside the
+    paper's PruneNet time."""
+    keys = ["model", "method", "variant", "hardware", "policy_transferred", "rft"]
+    runs = distinct_runs(runs)
     table = (runs.groupby(keys, dropna=False)
              .agg(n=("run_dir", "size"),
                   ratios=("ratio_target", lambda r: " ".join(f"{x:g}" for x in sorted(set(r)))),
@@ -266,17 +325,19 @@ def layer_table(sensitivity: pd.DataFrame, diagnostics: pd.DataFrame) -> pd.Data
 
 
 def throughput_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per model, method and ratio (runs scored on different evaluation subsets apart):
-    the number of runs, the fraction of parameters removed, and the mean of every speed and
-    memory column the runs recorded, beside the paper's tokens/s where it reports them."""
+    """One row per model, variant, ratio, machine (`hardware`), `round_to` and inference
+    layout (`fuse_gate_up`): the number of runs, the fraction of parameters removed, and the
+    mean of every speed and memory column the runs recorded, beside the paper's tokens/s where
+    it reports them. Speeds measured on different machines or layouts are never pooled."""
     speed_cols = ["speedup", "ideal_speedup"] + sorted(
         c for c in runs.columns if c.startswith(("throughput_", "peak_memory_bytes_"))
         and runs[c].notna().any())
-    keys = ["model", "method", "ratio_target", "eval_sets"]
-    runs = runs.assign(eval_sets=eval_sets(runs))
-    table = (runs.groupby(keys).agg(n=("run_dir", "size"),
-                                    params_removed=("params_removed_fraction", "mean"),
-                                    **{c: (c, "mean") for c in speed_cols})
+    keys = ["model", "method", "variant", "ratio_target", "hardware", "round_to", "fuse_gate_up"]
+    runs = distinct_runs(runs)
+    table = (runs.groupby(keys, dropna=False)
+             .agg(n=("run_dir", "size"),
+                  params_removed=("params_removed_fraction", "mean"),
+                  **{c: (c, "mean") for c in speed_cols})
              .reset_index().rename(columns={"ratio_target": "ratio"}))
     for key in ("dense", "pruned", "speedup"):
         table[f"paper {key}"] = [(paper.throughput(m, r) or {}).get(key)
