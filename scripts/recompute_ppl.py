@@ -1,7 +1,7 @@
 """Recompute a run's WikiText-2 perplexity from its saved checkpoint alone, as a check on the
 number in its metrics.json.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/recompute_ppl.py results/runs/smollm2_135m/*/ratio0.2_seed0
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/recompute_ppl.py results/runs/smollm2_135m/*/ratio0.2_*
 
 For every run folder: reload `pruned_model/` from disk with plain transformers
 (`trust_remote_code=True`, so per-layer-width and SliceGPT checkpoints rebuild themselves from

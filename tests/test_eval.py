@@ -224,6 +224,17 @@ def test_pipeline_records_pruned_and_cached_dense_metrics(tmp_path):
     assert recorded["ppl_wikitext2"] > 1 and recorded["dense"]["ppl_wikitext2"] > 1
     assert recorded["throughput"]["settings"][0]["speedup"]["prefill"] > 0
     assert recorded["peak_memory_bytes"]["pruned"] > 0 and recorded["eval_seconds"] > 0
+    assert recorded["device"] == "cpu" and recorded["threads"] >= 1 and recorded["device_name"]
+    assert recorded["dtype"] == "float32"
+    # each example's score, pruned and dense (the cached dense scores bring theirs along): the
+    # mean over examples is lm-eval's own aggregate, and the four documents are ids 0-3
+    examples = json.loads((tmp_path / "b" / "example_scores.json").read_text())
+    for side, scores in (("pruned", recorded["zeroshot"]), ("dense", recorded["dense"]["zeroshot"])):
+        for task in ("piqa", "winogrande"):
+            kept = examples[side][task]
+            assert kept["doc_id"] == [0, 1, 2, 3] and kept["metric"] == TASK_METRICS[task]
+            assert sum(kept["value"]) / 4 == pytest.approx(scores[task]["value"])
+    assert examples["before_rft"] is None and "examples" not in recorded["dense"]
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"zeroshot": None})])
