@@ -30,8 +30,10 @@
 # ```
 # python src/run.py -m +experiment=data_regimes paths.runs_dir=results/runs/subset
 # ```
-# **Writes** `09_data_regimes.{csv,md}` into `tables_dir` and `09_data_regimes.png` (perplexity
-# against `activation`'s, per method and ratio) into `figures_dir`.
+# **Writes** `09_data_regimes.{csv,md}` and `09_paired.{csv,md}` (each variant's zero-shot
+# accuracy minus `activation`'s on the same examples, with paired bootstrap 95 % intervals) into
+# `tables_dir`, and `09_data_regimes.png` (perplexity against `activation`'s, per method and
+# ratio) into `figures_dir`.
 
 # %% tags=["parameters"]
 source = "local"    # local: the run folders; wandb: the wandb project below (wandb login)
@@ -63,6 +65,12 @@ else:
     notes.append("Evaluation protocols (the figure's panels): " + "; ".join(
         f"{i}: {p}" for i, p in enumerate(sorted(table["protocol"].unique()))) + ".")
 note = results.save_table(table, tables_dir, "09_data_regimes", notes)
+paired = results.paired_table(runs, reference, models)
+results.write_table(paired, tables_dir, "09_paired", "\n".join([
+    f"- {loaded}.",
+    f"- Zero-shot accuracy minus {reference}'s on the same examples (percentage points, each "
+    "side the mean over its seeds); `low` / `high`: paired bootstrap 95 % interval; "
+    "`decisive`: the five-task average's interval excludes zero."]))
 table
 
 # %%

@@ -233,3 +233,25 @@ def test_reused_policy_records_its_training_options_as_not_used(tmp_path):
     assert first.returncode == 0 and "skipping" in second.stdout
     [folder] = run_folders(tmp_path / "runs" / "tiny_llama" / "prunenet")
     assert "method.episodes" in record(folder)["options_not_used"]
+
+
+def test_a_sweep_of_two_options_and_three_seeds_is_two_cells_of_three_runs(tmp_path):
+    from yopo import results
+
+    evaluated = ["model=tiny_llama", "method.episodes=1", "ratio=0.5", "eval=demo",
+                 "eval.tasks=[piqa]", "eval.limit=2", "eval.perplexity.seqlen=64",
+                 "eval.perplexity.max_chunks=1", "eval.throughput=null", "save_model=false",
+                 "logger=none"]
+    done = run(["-m", "method.samples_per_episode=1,2", "seed=0,1,2"] + evaluated, tmp_path)
+    assert done.returncode == 0, done.stderr
+    # the same method tuned on the calibration slice, into the same folder: not a result
+    tuning = run(["model=tiny_llama", "method.episodes=1", "ratio=0.5", "eval=tuning",
+                  "method.samples_per_episode=1", "save_model=false", "logger=none"], tmp_path)
+    assert tuning.returncode == 0, tuning.stderr
+    runs = results.load_runs("local", runs_dir=tmp_path)
+    assert len(runs) == 7
+    table = results.zeroshot_table(runs, ["tiny_llama"]).set_index("ratio")
+    cells = {c.removesuffix(" n"): table.loc[0.5, c] for c in table.columns if c.endswith(" n")}
+    assert cells == {"prunenet[samples_per_episode=1]": 3, "prunenet[samples_per_episode=2]": 3}
+    regimes = results.regime_table(runs).set_index("variant")
+    assert list(regimes["n"]) == [3, 3]  # the tuning run's perplexity is in neither cell

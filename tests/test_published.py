@@ -86,3 +86,18 @@ def test_check_fails_on_a_table_edited_by_hand(tmp_path, monkeypatch):
     readme.write_text(readme.read_text().replace("52.0 / 12.5", "53.0 / 12.5"))
     assert published.main(["check"]) == 1
     assert published.main(["readme"]) == 0 and published.main(["check"]) == 0
+
+
+def test_notebooks_read_the_published_records_when_no_runs_are_given(tmp_path, monkeypatch):
+    from yopo.results import report, sources
+
+    records = tmp_path / "published"
+    _write(records / "m" / "random" / "r0", eval_record("random", 0.2))
+    monkeypatch.setattr(sources, "PUBLISHED_DIR", records)
+    monkeypatch.setenv("YOPO_RUNS_DIR", str(tmp_path / "no_runs_here"))
+    runs, *_, said = report.open_runs("local", None, "p", tmp_path / "t", tmp_path / "f")
+    assert list(runs["method"]) == ["random"] and str(records) in said
+    # runs of one's own come first
+    _write(tmp_path / "no_runs_here" / "m" / "activation" / "a", eval_record("activation", 0.2))
+    runs, *_, said = report.open_runs("local", None, "p", tmp_path / "t", tmp_path / "f")
+    assert list(runs["method"]) == ["activation"] and str(records) not in said
