@@ -75,12 +75,13 @@ def variant_labels(method: Iterable[str], model: Iterable[str], options: Iterabl
     model differ (keys of UNLABELLED aside; a group whose `name` differs, such as `rft`, is
     named by it alone). An option a run did not use (its record's `options_not_used`: the
     training options of a reused policy, say) tells it from no other variant; an option
-    absent for another reason (an option added later) does. A run without a recorded identity is labelled by its run id
-    (`<method>[run <id>]`): nothing says which other runs share its configuration. Keys under
-    `ignore` are not told apart (a table that sets trained and reused policies side by side
-    ignores `policy`).
+    absent for another reason (an option added later) does. A run without a recorded identity
+    is labelled by its run id (`<method>[run <id>]`): nothing says which other runs share its
+    configuration. Keys under `ignore` are not told apart (a table that sets trained and
+    reused policies side by side ignores `policy`).
     """
     ignore = tuple(ignore)
+
     def parsed(value: Any, empty: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else (value or empty)
 
@@ -115,6 +116,17 @@ def variant_labels(method: Iterable[str], model: Iterable[str], options: Iterabl
                  if k in flat]
         labels.append(f"{name}[{', '.join(shown)}]" if shown else name)
     return labels
+
+
+def run_key(runs: pd.DataFrame) -> pd.Series:
+    """What makes two rows one run: its run id, or its folder where no id was recorded."""
+    return runs["run_id"].fillna(runs["run_dir"])
+
+
+def label_variants(runs: pd.DataFrame, ignore: Iterable[str] = ()) -> list[str]:
+    """`variant_labels` of the loader's frame (one label per row)."""
+    return variant_labels(runs["method"], runs["model"], runs["variant_options"],
+                          runs["options_not_used"], runs["variant_id"], run_key(runs), ignore)
 
 
 # ---- protocols ------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def open_runs(source: str, runs_dir: str | os.PathLike | None, project: str,
 
     default = configured_runs_dir()
     if (source == "local" and runs_dir is None and PUBLISHED_DIR.is_dir()
-            and not any(run_folders(default) if default.is_dir() else ())):
+            and not any(run_folders(default))):  # os.walk of a missing folder yields nothing
         # nothing run here yet: show the committed records (results/published/) instead
         runs_dir = PUBLISHED_DIR
     runs = load_runs(source, runs_dir=runs_dir, project=project)

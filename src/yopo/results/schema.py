@@ -202,9 +202,7 @@ def frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
                 df[col] = df[col].astype("Int64")
     if df.empty:
         return df
-    df["variant"] = cells.variant_labels(df["method"], df["model"], df["variant_options"],
-                                         df["options_not_used"], df["variant_id"],
-                                         df["run_id"].fillna(df["run_dir"]))
+    df["variant"] = cells.label_variants(df)
     df = df.sort_values(["model", "method", "ratio_target", "seed", "run_dir"],
                         na_position="last", kind="stable")
     return df.reset_index(drop=True).copy()  # one block per dtype, not one per column

@@ -18,8 +18,7 @@ from .schema import TASKS
 # ---- what tables group by -------------------------------------------------------------------
 def distinct_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Each run once: the same run (one run id) found in two folders is not two seeds."""
-    key = runs["run_id"].fillna(runs["run_dir"])
-    return runs[~key.duplicated()]
+    return runs[~cells.run_key(runs).duplicated()]
 
 
 def reported(runs: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +49,7 @@ def eval_protocol(runs: pd.DataFrame) -> pd.Series:
 
 def _n(group: pd.DataFrame) -> int:
     """Runs in a cell: seeds of one variant (each run counted once)."""
-    return int(group["run_id"].fillna(group["run_dir"]).nunique())
+    return int(cells.run_key(group).nunique())
 
 
 def _variant_columns(runs: pd.DataFrame, methods: Iterable[str]) -> list[str]:
@@ -230,11 +229,8 @@ def policy_runs(runs: pd.DataFrame) -> pd.DataFrame:
     policy's content, like the seed, is not part of it)."""
     with_policy = reported(runs)
     with_policy = with_policy[with_policy["policy_train_ratio"].notna() & with_policy["rft"].isna()]
-    variant = cells.variant_labels(
-        with_policy["method"], with_policy["model"], with_policy["variant_options"],
-        with_policy["options_not_used"], with_policy["variant_id"], with_policy["run_id"].fillna(with_policy["run_dir"]),
-        ignore=("policy",))
-    return with_policy.assign(zs_avg=100 * with_policy["zs_avg"], variant=variant,
+    return with_policy.assign(zs_avg=100 * with_policy["zs_avg"],
+                              variant=cells.label_variants(with_policy, ignore=("policy",)),
                               protocol=eval_protocol(with_policy))
 
 
